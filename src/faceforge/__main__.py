@@ -1,0 +1,5 @@
+import sys
+
+from faceforge.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,37 @@
+"""Backbones (``faceforge.models.backbones``) and margin heads (``faceforge.models.heads``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from faceforge.registry import BACKBONES, MARGINS
+
+# defaults a backbone's registration may override
+DEFAULT_META = {
+    "input_size": (112, 112),  # (H, W)
+    "template": "arcface",  # alignment template: arcface (112x112) | sphereface (112x96)
+    "mean": 0.5,  # pixel' = (pixel/255 - mean) / std, RGB order
+    "std": 0.5,
+}
+
+
+def backbone_meta(name: str) -> dict[str, Any]:
+    meta = dict(DEFAULT_META)
+    meta.update(BACKBONES.entry(name).meta)
+    return meta
+
+
+def build_backbone(name: str, **options: Any) -> nn.Module:
+    """Build a registered backbone; ``model.meta`` records how its input must be prepared."""
+    model = BACKBONES.build(name, where="model", **options)
+    meta = backbone_meta(name)
+    meta.update({"backbone": name, "options": dict(options)})
+    meta["embedding_size"] = int(getattr(model, "embedding_size", options.get("embedding_size", 512)))
+    model.meta = meta
+    return model
+
+
+def build_margin(name: str, **options: Any) -> nn.Module:
+    return MARGINS.build(name, where="head", **options)
