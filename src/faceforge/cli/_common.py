@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+_GROUPS: dict[tuple[int, str], argparse._SubParsersAction] = {}
+
 
 def add_group(sub, name: str, help: str) -> argparse._SubParsersAction:
-    """A command group (``faceforge data ...``); without a sub-command it prints its help."""
-    parser = sub.add_parser(name, help=help, description=help)
-    parser.set_defaults(_group_parser=parser, func=None)
-    return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+    """A command group (``faceforge data ...``); without a sub-command it prints its help.
+
+    Several CLI modules may add commands to the same group: the group is created once per parser.
+    """
+    key = (id(sub), name)
+    if key not in _GROUPS:
+        parser = sub.add_parser(name, help=help, description=help)
+        parser.set_defaults(_group_parser=parser, func=None)
+        _GROUPS[key] = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+    return _GROUPS[key]
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -26,3 +34,11 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+
+
+def resolve_device(name: str = "auto") -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
