@@ -1,0 +1,374 @@
+"""1:1 verification: the 10-fold protocols of InsightFace and FaceX-Zoo, TAR@FAR, EER and ROC.
+
+``verify_embeddings(emb, issame)`` takes features of 2N images (pair i = rows 2i and 2i+1) and
+returns a dict. Two protocols:
+
+* ``insightface`` (arcface_torch ``eval/verification.py: evaluate``): squared L2 distance in
+  float64; "same" when ``dist < t``; accuracy grid ``np.arange(0, 4, 0.01)``; each held-out fold
+  uses the **first** threshold maximising accuracy on the other nine folds; std with ddof=0;
+  VAL@FAR=1e-3 on the grid ``np.arange(0, 4, 0.001)`` with the threshold interpolated the way
+  scipy <= 1.8 ``interp1d(kind="slinear")`` did (the peer crashes on scipy >= 1.9, InsightFace
+  issue #2152; see :func:`_slinear_threshold`).
+* ``facex`` (FaceX-Zoo ``test_protocol/lfw/lfw_evaluator.py``): cosine score of float32 features;
+  1,000 thresholds spread over each training split's score range; first maximiser of Youden's J
+  (TPR - FPR, counted as ``score > t``); a held-out score equal to the threshold counts as wrong
+  for both classes; the spread is the standard error ``std(ddof=1) / sqrt(folds)``. FaceX-Zoo
+  hard-codes 6000 pairs in blocks of 600; here folds are general (same split as InsightFace).
+
+Folds are contiguous blocks in pair order (sklearn ``KFold(shuffle=False)``: the first
+``N % k`` folds are one larger) unless an explicit fold id per pair is given (CALFW lists).
+
+Every computation is vectorised with counts from ``searchsorted``: 6000 pairs take milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceforge.errors import UserError
+
+PROTOCOLS = ("insightface", "facex")
+FAR_TARGETS = (1e-4, 1e-3, 1e-2)
+
+
+# --------------------------------------------------------------------------------------------
+# folds and features
+
+
+def kfold_ids(n: int, n_folds: int = 10) -> np.ndarray:
+    """Fold id of each of ``n`` items: contiguous blocks, the first ``n % n_folds`` one larger."""
+    if n < n_folds:
+        raise UserError(f"pairs: {n} pairs cannot be split into {n_folds} folds")
+    sizes = np.full(n_folds, n // n_folds, dtype=np.int64)
+    sizes[: n % n_folds] += 1
+    return np.repeat(np.arange(n_folds), sizes)
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows divided by their L2 norm (a zero row stays zero), in the input's float dtype."""
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norm, np.finfo(x.dtype).tiny)
+
+
+def _check(emb: np.ndarray, issame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    emb = np.asarray(emb)
+    issame = np.asarray(issame).astype(bool).ravel()
+    if emb.ndim != 2 or emb.shape[0] != 2 * issame.shape[0]:
+        raise UserError(
+            f"embeddings: expected shape (2N, D) with N={issame.shape[0]} pairs, got {emb.shape}"
+        )
+    if not np.all(np.isfinite(emb)):
+        raise UserError("embeddings: contain NaN or inf (a diverged model?)")
+    return emb, issame
+
+
+def _fold_ids(n: int, folds: np.ndarray | None, n_folds: int) -> tuple[np.ndarray, int]:
+    if folds is None:
+        return kfold_ids(n, n_folds), n_folds
+    folds = np.asarray(folds, dtype=np.int64).ravel()
+    if folds.shape[0] != n:
+        raise UserError(f"folds: expected one fold id per pair ({n}), got {folds.shape[0]}")
+    uniq = np.unique(folds)
+    if not np.array_equal(uniq, np.arange(len(uniq))):
+        raise UserError("folds: fold ids must be 0..K-1")
+    return folds, len(uniq)
+
+
+def _counts_below(sorted_values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """How many values are strictly below each threshold (``np.less(value, t)``)."""
+    return np.searchsorted(sorted_values, thresholds, side="left")
+
+
+def _counts_above(sorted_values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """How many values are strictly above each threshold."""
+    return sorted_values.shape[0] - np.searchsorted(sorted_values, thresholds, side="right")
+
+
+def _ratio(num: np.ndarray, den) -> np.ndarray:
+    """``num / den`` as the peers compute it (float division), 0 where ``den == 0``."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.broadcast_to(np.asarray(den, dtype=np.float64), num.shape)
+    out = np.zeros_like(num)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# InsightFace
+
+
+def pair_distances(emb: np.ndarray) -> np.ndarray:
+    """Squared L2 distance of pairs (rows 2i, 2i+1) in float64, as arcface_torch computes it."""
+    emb = np.asarray(emb, dtype=np.float64)
+    return np.sum(np.square(np.subtract(emb[0::2], emb[1::2])), 1)
+
+
+def _slinear_threshold(far_train: np.ndarray, thresholds: np.ndarray, far_target: float) -> float:
+    """The threshold scipy <= 1.8 ``interp1d(far_train, thresholds, kind="slinear")`` returns.
+
+    ``far_train`` is non-decreasing with repeats. 1.8 built a degree-1 B-spline on the stably
+    sorted points, which is linear interpolation between the *last* point whose FAR is the largest
+    value <= target and the *first* point of the next larger FAR value.
+    """
+    ia = int(np.searchsorted(far_train, far_target, side="right")) - 1  # far[0] == 0 so ia >= 0
+    far_a, t_a = far_train[ia], thresholds[ia]
+    if ia + 1 >= far_train.shape[0]:
+        return float(t_a)
+    far_b, t_b = far_train[ia + 1], thresholds[ia + 1]
+    return float(t_a + (t_b - t_a) * (far_target - far_a) / (far_b - far_a))
+
+
+def insightface_folds(
+    dist: np.ndarray, issame: np.ndarray, folds: np.ndarray, n_folds: int, far_target: float = 1e-3
+) -> dict[str, Any]:
+    """arcface_torch ``calculate_roc`` + ``calculate_val`` on precomputed float64 distances."""
+    grid = np.arange(0, 4, 0.01)
+    val_grid = np.arange(0, 4, 0.001)
+    same_sorted = [np.sort(dist[(folds == f) & issame]) for f in range(n_folds)]
+    diff_sorted = [np.sort(dist[(folds == f) & ~issame]) for f in range(n_folds)]
+    n_same = np.array([len(s) for s in same_sorted])
+    n_diff = np.array([len(s) for s in diff_sorted])
+    # per fold, per threshold: same (tp) and different (fp) pairs predicted "same"
+    tp = np.stack([_counts_below(s, grid) for s in same_sorted])
+    fp = np.stack([_counts_below(s, grid) for s in diff_sorted])
+    vfp = np.stack([_counts_below(s, val_grid) for s in diff_sorted])
+
+    best = np.zeros(n_folds)
+    acc = np.zeros(n_folds)
+    tprs = np.zeros((n_folds, grid.shape[0]))
+    fprs = np.zeros((n_folds, grid.shape[0]))
+    val_thr = np.zeros(n_folds)
+    val = np.zeros(n_folds)
+    far = np.zeros(n_folds)
+    for f in range(n_folds):
+        tr_tp, tr_fp = tp.sum(0) - tp[f], fp.sum(0) - fp[f]
+        tr_same, tr_diff = n_same.sum() - n_same[f], n_diff.sum() - n_diff[f]
+        acc_train = (tr_tp + (tr_diff - tr_fp)) / float(tr_same + tr_diff)
+        b = int(np.argmax(acc_train))  # first maximiser
+        best[f] = grid[b]
+        tprs[f] = _ratio(tp[f], n_same[f])
+        fprs[f] = _ratio(fp[f], n_diff[f])
+        acc[f] = float(tp[f, b] + n_diff[f] - fp[f, b]) / float(n_same[f] + n_diff[f])
+
+        far_train = _ratio(vfp.sum(0) - vfp[f], tr_diff)
+        thr = _slinear_threshold(far_train, val_grid, far_target) if far_train.max() >= far_target else 0.0
+        val_thr[f] = thr
+        val[f] = _ratio(_counts_below(same_sorted[f], thr), n_same[f])
+        far[f] = _ratio(_counts_below(diff_sorted[f], thr), n_diff[f])
+    return {
+        "fold_accuracy": acc,
+        "accuracy": float(np.mean(acc)),
+        "accuracy_std": float(np.std(acc)),
+        "best_threshold": best,
+        "tpr": np.mean(tprs, 0),
+        "fpr": np.mean(fprs, 0),
+        "thresholds": grid,
+        "val": float(np.mean(val)),
+        "val_std": float(np.std(val)),
+        "far": float(np.mean(far)),
+        "val_threshold": val_thr,
+        "val_fold": val,
+        "far_fold": far,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# FaceX-Zoo
+
+
+def pair_scores(emb: np.ndarray) -> np.ndarray:
+    """Cosine score (dot product of already normalised features) of each pair, in float32."""
+    emb = np.asarray(emb, dtype=np.float32)
+    return np.einsum("ij,ij->i", emb[0::2], emb[1::2])
+
+
+def facex_folds(
+    scores: np.ndarray, issame: np.ndarray, folds: np.ndarray, n_folds: int, num_thresholds: int = 1000
+) -> dict[str, Any]:
+    """FaceX-Zoo ``LFWEvaluator.test_one_model`` + ``getThreshold`` on precomputed float32 scores."""
+    scores = np.asarray(scores, dtype=np.float32)
+    steps = np.arange(1, num_thresholds + 1)
+    best = np.zeros(n_folds)
+    acc = np.zeros(n_folds)
+    for f in range(n_folds):
+        train = folds != f
+        tr_scores = scores[train]
+        pos = np.sort(tr_scores[issame[train]])
+        neg = np.sort(tr_scores[~issame[train]])
+        smin, smax = tr_scores.min(), tr_scores.max()
+        step = (smax - smin) / np.float32(num_thresholds)  # float32, as numpy >= 2 (NEP 50) does
+        thresholds = np.float64(smin) + np.float64(step) * steps
+        tpr = _ratio(_counts_above(pos, thresholds), pos.shape[0])
+        fpr = _ratio(_counts_above(neg, thresholds), neg.shape[0])
+        t = thresholds[int(np.argmax(tpr - fpr))]
+        best[f] = t
+        test = folds == f
+        te_scores, te_same = scores[test], issame[test]
+        correct = np.sum(te_scores[te_same] > t) + np.sum(te_scores[~te_same] < t)
+        acc[f] = correct / test.sum()
+    return {
+        "fold_accuracy": acc,
+        "accuracy": float(np.mean(acc)),
+        "accuracy_std": float(np.std(acc, ddof=1) / np.sqrt(n_folds)),  # standard error
+        "best_threshold": best,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# threshold-free metrics on all pairs
+
+
+def roc_curve(scores: np.ndarray, issame: np.ndarray) -> dict[str, np.ndarray]:
+    """ROC over every distinct score (higher = more alike; "same" when ``score >= threshold``).
+
+    Returns ``fpr``, ``tpr`` (starting at 0, 0) and ``thresholds`` (``+inf`` first).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    issame = np.asarray(issame, dtype=bool)
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], issame[order]
+    last = np.r_[np.nonzero(np.diff(s))[0], s.shape[0] - 1]  # last index of each distinct score
+    tps = np.cumsum(y)[last]
+    fps = np.cumsum(~y)[last]
+    n_pos, n_neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    return {
+        "fpr": np.r_[0.0, fps / n_neg],
+        "tpr": np.r_[0.0, tps / n_pos],
+        "thresholds": np.r_[np.inf, s[last]],
+    }
+
+
+def tar_at_far(roc: dict[str, np.ndarray], far: float) -> tuple[float, float]:
+    """Highest TAR whose FAR does not exceed ``far``, and its score threshold."""
+    ok = np.nonzero(roc["fpr"] <= far)[0]
+    i = ok[np.argmax(roc["tpr"][ok])]
+    return float(roc["tpr"][i]), float(roc["thresholds"][i])
+
+
+def equal_error_rate(roc: dict[str, np.ndarray]) -> tuple[float, float]:
+    """EER (FAR = FRR), interpolated linearly between the two ROC points around the crossing."""
+    fpr, fnr = roc["fpr"], 1.0 - roc["tpr"]
+    i = int(np.argmax(fpr >= fnr))  # fpr rises from 0 and fnr falls to 0: a crossing exists
+    if i == 0:
+        return float(fpr[0]), float(roc["thresholds"][0])
+    d0, d1 = fnr[i - 1] - fpr[i - 1], fnr[i] - fpr[i]
+    w = d0 / (d0 - d1) if d0 != d1 else 0.0
+    eer = fpr[i - 1] + w * (fpr[i] - fpr[i - 1])
+    t0, t1 = roc["thresholds"][i - 1], roc["thresholds"][i]
+    thr = t1 if not np.isfinite(t0) else t0 + w * (t1 - t0)
+    return float(eer), float(thr)
+
+
+# --------------------------------------------------------------------------------------------
+# public entry points
+
+
+def verify_embeddings(
+    emb: np.ndarray,
+    issame: np.ndarray,
+    protocol: str = "insightface",
+    n_folds: int = 10,
+    folds: np.ndarray | None = None,
+    normalize: bool = True,
+    far_targets: tuple[float, ...] = FAR_TARGETS,
+) -> dict[str, Any]:
+    """Verification metrics of 2N features (pair i = rows 2i, 2i+1) and N same/different labels.
+
+    ``normalize``: L2-normalise rows first (arcface_torch does it before ``evaluate``); pass
+    False for features that are already normalised to keep them bit-identical.
+    Returns accuracy (mean over folds), ``accuracy_std`` (std for insightface, standard error for
+    facex), per-fold accuracies and thresholds, ``threshold`` (the mean best threshold, in the
+    protocol's unit: squared distance or cosine), ``cos_threshold``, VAL@FAR=1e-3 (insightface),
+    ``tar_at_far`` on all pairs, ``eer`` and the all-pairs ROC (``roc_fpr``, ``roc_tpr``).
+    """
+    if protocol not in PROTOCOLS:
+        raise UserError(f"protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}")
+    emb, issame = _check(emb, issame)
+    if normalize:
+        emb = l2_normalize(emb)
+    fold_ids, k = _fold_ids(issame.shape[0], folds, n_folds)
+    out: dict[str, Any] = {
+        "protocol": protocol,
+        "pairs": int(issame.shape[0]),
+        "same": int(issame.sum()),
+        "different": int((~issame).sum()),
+        "folds": k,
+    }
+    if protocol == "insightface":
+        dist = pair_distances(emb)
+        out.update(insightface_folds(dist, issame, fold_ids, k))
+        out["threshold"] = float(np.mean(out["best_threshold"]))
+        out["cos_threshold"] = 1.0 - out["threshold"] / 2.0  # |a-b|^2 = 2 - 2cos for unit rows
+        out["dist"] = dist
+        scores = -dist
+    else:
+        scores32 = pair_scores(emb)
+        out.update(facex_folds(scores32, issame, fold_ids, k))
+        out["threshold"] = float(np.mean(out["best_threshold"]))
+        out["cos_threshold"] = out["threshold"]
+        out["score"] = scores32
+        scores = scores32.astype(np.float64)
+    roc = roc_curve(scores, issame)
+    sign = -1.0 if protocol == "insightface" else 1.0  # thresholds back in the protocol's unit
+    out["tar_at_far"] = {}
+    for far in far_targets:
+        tar, thr = tar_at_far(roc, far)
+        out["tar_at_far"][f"{far:g}"] = {"tar": tar, "threshold": sign * thr}
+    out["eer"], eer_thr = equal_error_rate(roc)
+    out["eer_threshold"] = sign * eer_thr
+    out["roc_fpr"], out["roc_tpr"] = roc["fpr"], roc["tpr"]
+    return out
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """One line a user reads: accuracy +- spread, threshold, TAR@FAR and EER."""
+    spread = "s.e." if result["protocol"] == "facex" else "std"
+    unit = "cos" if result["protocol"] == "facex" else "dist^2"
+    tars = ", ".join(f"TAR@FAR={k}: {v['tar']:.4f}" for k, v in result["tar_at_far"].items())
+    text = (
+        f"accuracy {result['accuracy']:.4f} ± {result['accuracy_std']:.4f} ({spread}, "
+        f"{result['folds']} folds, {result['pairs']} pairs), threshold {result['threshold']:.4f} "
+        f"({unit}), {tars}, EER {result['eer']:.4f}"
+    )
+    if "val" in result:
+        text += f", VAL@FAR=1e-3 {result['val']:.4f} ± {result['val_std']:.4f}"
+    return text
+
+
+_CURVE_KEYS = ("dist", "score", "roc_fpr", "roc_tpr", "tpr", "fpr", "thresholds")
+
+
+def to_jsonable(result: dict[str, Any], curves: bool = False) -> dict[str, Any]:
+    """The result with arrays as lists; long per-pair arrays and curves left out unless asked."""
+    out = {}
+    for key, value in result.items():
+        if key in _CURVE_KEYS and not curves:
+            continue
+        if isinstance(value, dict):
+            value = to_jsonable(value, curves)
+        elif isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    return out
+
+
+def write_result(result: dict[str, Any], out_dir: str | Path, name: str = "verification") -> Path:
+    """Write ``<name>.json`` and ``roc.png`` atomically into ``out_dir``; return the JSON path."""
+    from faceforge.atomic import atomic_write_text
+    from faceforge.eval.report import plot_roc
+
+    out_dir = Path(out_dir)
+    path = out_dir / f"{name}.json"
+    atomic_write_text(path, json.dumps(to_jsonable(result), indent=2) + "\n")
+    label = result.get("model", "model")
+    plot_roc({label: (result["roc_fpr"], result["roc_tpr"])}, out_dir / "roc.png", title=name)
+    return path
