@@ -32,6 +32,7 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "mobilefacenet"
     embedding_size: int = 512
+    init: str | None = None  # fine-tune: start the backbone from this checkpoint
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -51,8 +52,10 @@ class OptimConfig:
     lr_steps: list[float] = field(default_factory=list)  # epochs at which lr *= gamma
     gamma: float = 0.1
     warmup_epochs: float = 0.0
+    power: float = 2.0  # poly schedule exponent
     grad_clip: float = 0.0
-    no_decay_norm: bool = False
+    no_decay_norm: bool = True  # no weight decay on BatchNorm/PReLU weights and biases
+    backbone_lr_mult: float = 1.0  # < 1 when fine-tuning an imported backbone with a new head
 
 
 @dataclass
@@ -65,6 +68,12 @@ class TrainConfig:
     log_every: int = 10
     grad_accum: int = 1
     deterministic: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    save_every_steps: int = 0  # extra mid-epoch checkpoints (0 = at epoch ends only)
+    keep: str = "last"  # last | all | best (by validation accuracy)
+    val_every_epochs: int = 1
+    tensorboard: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
 

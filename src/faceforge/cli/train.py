@@ -1,0 +1,53 @@
+"""``faceforge train CONFIG``: train a recognition model (any mode, one CPU up to torchrun/DDP)."""
+
+from __future__ import annotations
+
+import json
+
+from faceforge.cli._common import add_config_options
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a face-recognition model from a YAML config",
+        description="Train a face-recognition model. Multi-GPU / multi-node: "
+        "torchrun --nproc_per_node=N -m faceforge train CONFIG",
+    )
+    add_config_options(p)
+    p.add_argument("--resume", metavar="CKPT", help="resume from a training checkpoint ('auto' = OUTPUT/last.ckpt)")
+    p.add_argument("--repeat", type=int, default=1, metavar="N", help="run N seeds and report mean ± std")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from faceforge.config import load_config
+    from faceforge.train.distributed import rank
+    from faceforge.train.engine import repeat, train
+
+    cfg = load_config(args.config, args.overrides)
+    if args.repeat > 1:
+        if args.resume:
+            from faceforge.errors import UserError
+
+            raise UserError("--resume and --repeat cannot be combined")
+        out = repeat(cfg, args.repeat, quiet=args.quiet)
+        if rank() == 0:
+            for key, s in out["summary"].items():
+                print(f"{key}: {s['mean']:.6g} ± {s['std']:.3g} (n={s['n']})")
+        return 0
+    result = train(cfg, resume=args.resume, quiet=args.quiet)
+    if rank() == 0:
+        last = result["last"]
+        hist = result["history"][-1] if result["history"] else {}
+        summary = {
+            "steps": result["steps"],
+            "seconds": round(result["seconds"], 1),
+            "loss": last.get("loss_total"),
+            "train_acc": last.get("acc"),
+            **{k: v for k, v in hist.items() if k.startswith("val")},
+            "checkpoint": result["checkpoint"],
+        }
+        print(json.dumps(summary))
+    return 0

@@ -1,0 +1,97 @@
+"""Process-group helpers. Single process first: every function is the identity there.
+
+Launch with ``torchrun --nproc_per_node=N -m faceforge train CONFIG`` (or ``--nnodes`` and a
+rendezvous endpoint for several machines); the engine calls :func:`init_from_env`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def init_from_env(device: str = "auto") -> bool:
+    """Initialise the default process group when launched by torchrun (WORLD_SIZE > 1)."""
+    if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return is_distributed()
+    use_cuda = torch.cuda.is_available() and device != "cpu"
+    backend = "nccl" if use_cuda else "gloo"
+    if use_cuda:
+        torch.cuda.set_device(local_rank())
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+    return True
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def all_reduce_(t: torch.Tensor, op=None) -> torch.Tensor:
+    if is_distributed():
+        dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
+    return t
+
+
+def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
+    """Concatenate equal-shaped tensors of every rank along dim 0 (no gradient)."""
+    if not is_distributed():
+        return t
+    parts = [torch.empty_like(t) for _ in range(world_size())]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
+def all_gather_objects(obj):
+    if not is_distributed():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+class _AllGatherGrad(torch.autograd.Function):
+    """all_gather whose backward sums every rank's gradient for this rank's slice.
+
+    The loss computed on the gathered batch is the same global loss on every rank, and each rank's
+    classifier shard contributes its own part of d(loss)/d(embeddings); summing them gives the full
+    gradient. It is multiplied by the world size so that DDP's gradient *averaging* of the backbone
+    yields exactly the gradient of one process holding the whole global batch.
+    """
+
+    @staticmethod
+    def forward(ctx, t):
+        ctx.batch = t.shape[0]
+        return all_gather_cat(t)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        r = rank()
+        return grad[r * ctx.batch : (r + 1) * ctx.batch] * world_size()
+
+
+def all_gather_with_grad(t: torch.Tensor) -> torch.Tensor:
+    if not is_distributed():
+        return t
+    return _AllGatherGrad.apply(t)

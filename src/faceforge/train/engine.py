@@ -1,0 +1,462 @@
+"""The training loop: one loop for every mode, device and world size.
+
+``train(cfg)`` builds the dataset, backbone and mode, then runs epochs of
+``mode.step`` → sum of ``loss*`` → backward → clip → optimiser → schedule, with mixed precision,
+DDP for the backbone, checkpoints that hold everything needed to resume exactly (on any world
+size), a JSONL metrics log, optional periodic verification and TensorBoard scalars.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from faceforge.atomic import atomic_write_text
+from faceforge.config import ExperimentConfig, to_dict
+from faceforge.data.dataset import open_source
+from faceforge.errors import UserError
+from faceforge.models import build_backbone
+from faceforge.models.checkpoint import FORMAT, backbone_record, load_backbone, read_checkpoint
+from faceforge.registry import MODES
+from faceforge.train import distributed as D
+from faceforge.train.checkpointing import gather_sharded_state, load_sharded_state
+from faceforge.train.data import BatchPlan, epoch_batches
+from faceforge.train.plans import make_plan
+from faceforge.train.schedule import lr_factor
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    samples_seen: int = 0
+    best_metric: float = -1.0
+    skipped_images: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = f"cuda:{D.local_rank()}" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def param_groups(backbone: nn.Module, mode: nn.Module, cfg) -> list[dict]:
+    """Weight decay off for 1-D parameters (BatchNorm/PReLU/bias) when ``no_decay_norm``."""
+    groups: dict[tuple[str, bool], list] = {}
+    for part, module in (("backbone", backbone), ("head", mode)):
+        for _, p in module.named_parameters():
+            if not p.requires_grad:
+                continue
+            decay = not (cfg.optim.no_decay_norm and p.ndim <= 1)
+            groups.setdefault((part, decay), []).append(p)
+    out = []
+    for (part, decay), params in groups.items():
+        mult = cfg.optim.backbone_lr_mult if part == "backbone" else 1.0
+        out.append(
+            {
+                "params": params,
+                "weight_decay": cfg.optim.weight_decay if decay else 0.0,
+                "lr_mult": mult,
+                "name": f"{part}{'' if decay else '_no_decay'}",
+            }
+        )
+    return out
+
+
+def build_optimizer(groups: list[dict], cfg) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
+    if o.name == "adamw":
+        return torch.optim.AdamW(groups, lr=o.lr)
+    raise UserError(f"optim.name: unknown optimizer '{o.name}' (valid: sgd, adamw)")
+
+
+class Trainer:
+    def __init__(self, cfg: ExperimentConfig, resume: str | None = None, quiet: bool = False):
+        self.cfg = cfg
+        self.quiet = quiet
+        D.init_from_env(cfg.device)
+        self.rank, self.world = D.rank(), D.world_size()
+        self.device = _device(cfg.device)
+        if cfg.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        _seed_everything(cfg.seed + self.rank)
+        self.out = Path(cfg.output)
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+
+        self.dataset = open_source(cfg.data.train)
+        self.num_classes = self.dataset.num_classes
+        opts = dict(cfg.model.options)
+        self.backbone = build_backbone(cfg.model.backbone, embedding_size=cfg.model.embedding_size, **opts)
+        if cfg.model.init:
+            init = load_backbone(cfg.model.init)
+            self.backbone.load_state_dict(init.state_dict())
+        self.meta = self.backbone.meta
+        self.mode = MODES.build(
+            cfg.train.mode,
+            where="train",
+            backbone=self.backbone,
+            num_classes=self.num_classes,
+            cfg=cfg,
+            **cfg.train.options,
+        )
+        self.backbone.to(self.device)
+        self.mode.to(self.device)
+        if cfg.train.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        self.groups = param_groups(self.backbone, self.mode, cfg)
+        self.optimizer = build_optimizer(self.groups, cfg)
+        self.precision = cfg.train.precision
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise UserError(f"train.precision: '{self.precision}' is not one of fp32, bf16, fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
+        self.plan: BatchPlan = make_plan(
+            self.mode.plan,
+            self.dataset,
+            cfg.data.batch_size,
+            cfg.seed,
+            self.rank,
+            self.world,
+            k=self.mode.plan_k,
+        )
+        if self.plan.steps_per_epoch == 0:
+            raise UserError(
+                f"data.batch_size: {cfg.data.batch_size} x {self.world} processes exceeds "
+                f"the {len(self.dataset)} training images"
+            )
+        self.total_steps = self.plan.steps_per_epoch * cfg.train.epochs
+        self.state = TrainState()
+        if resume:
+            self._resume(resume)
+
+        self.model = self.backbone
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.backbone, device_ids=ids)
+        if cfg.train.compile:
+            self.model = torch.compile(self.model)
+        self.tb = None
+        if cfg.train.tensorboard and self.rank == 0:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise UserError(
+                    "train.tensorboard needs the tensorboard package: pip install tensorboard"
+                ) from None
+            self.tb = SummaryWriter(str(self.out / "tensorboard"))
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _checkpoint(self, metrics: dict | None = None) -> dict:
+        mode_state, optim_state = gather_sharded_state(self.mode, self.optimizer)
+        return {
+            "format": FORMAT,
+            "version": 1,
+            "backbone": backbone_record(self.backbone),
+            "head": {
+                "name": self.cfg.head.name,
+                "options": dict(self.cfg.head.options),
+                "weight": self.mode.classifier_weight(),
+            },
+            "train": {
+                "mode": self.cfg.train.mode,
+                "mode_state": mode_state,
+                "optimizer": optim_state,
+                "scaler": self.scaler.state_dict(),
+                "state": self.state.__dict__,
+                "world_size": self.world,
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "numpy": np.random.get_state(),
+                    "python": random.getstate(),
+                },
+            },
+            "config": to_dict(self.cfg),
+            "metrics": metrics or {},
+        }
+
+    def save(self, name: str, metrics: dict | None = None) -> Path | None:
+        ckpt = self._checkpoint(metrics)  # collective: every rank takes part in the gather
+        if self.rank != 0:
+            return None
+        from faceforge.atomic import atomic_torch_save
+
+        path = self.out / name
+        atomic_torch_save(ckpt, path)
+        return path
+
+    def _resume(self, path: str) -> None:
+        if path == "auto":
+            path = str(self.out / "last.ckpt")
+            if not Path(path).is_file():
+                return
+        ckpt = read_checkpoint(path)
+        tr = ckpt.get("train")
+        if not tr:
+            raise UserError(f"{path}: holds no training state (an exported or imported checkpoint?)")
+        if tr["mode"] != self.cfg.train.mode:
+            raise UserError(
+                f"{path}: was trained in mode '{tr['mode']}', config says '{self.cfg.train.mode}'"
+            )
+        self.backbone.load_state_dict(ckpt["backbone"]["state_dict"])
+        load_sharded_state(self.mode, self.optimizer, tr["mode_state"], tr["optimizer"])
+        self.scaler.load_state_dict(tr["scaler"])
+        self.state = TrainState(**tr["state"])
+        if tr["world_size"] == self.world:
+            torch.set_rng_state(tr["rng"]["torch"])
+            np.random.set_state(tr["rng"]["numpy"])
+            random.setstate(tr["rng"]["python"])
+        # a different world size keeps the sample position; the step is re-derived from it
+        self.state.step_in_epoch = self.state.samples_seen // self.plan.global_batch
+        self._log_line(
+            {
+                "event": "resume",
+                "from": str(path),
+                "epoch": self.state.epoch,
+                "step_in_epoch": self.state.step_in_epoch,
+                "world_size": self.world,
+                "saved_world_size": tr["world_size"],
+            }
+        )
+
+    # -- logging -------------------------------------------------------------------------------
+
+    def _log_line(self, record: dict) -> None:
+        if self.rank != 0:
+            return
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None and "step" in record:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tb.add_scalar(k, v, record["step"])
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def validate(self) -> dict:
+        if not self.cfg.data.val or self.rank != 0:
+            return {}
+        from faceforge.eval.embedder import TorchEmbedder
+        from faceforge.eval.verification import evaluate_pairs
+
+        self.backbone.eval()
+        try:
+            res = evaluate_pairs(
+                TorchEmbedder(self.backbone, device=str(self.device)), self.cfg.data.val, flip="sum"
+            )
+        finally:
+            self.backbone.train()
+        return {"val_accuracy": float(res["accuracy_mean"]), "val_std": float(res["accuracy_std"])}
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _set_lr(self) -> float:
+        f = lr_factor(self.state.global_step, self.cfg.optim, self.plan.steps_per_epoch, self.total_steps)
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.cfg.optim.lr * f * g.get("lr_mult", 1.0)
+        return self.cfg.optim.lr * f
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> dict:
+        cfg = self.cfg
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        accum = max(1, cfg.train.grad_accum)
+        outs = []
+        for x, y in zip(images.chunk(accum), labels.chunk(accum)):
+            if cfg.train.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                out = self.mode.step(self.model, x, y)
+            loss = sum(v for k, v in out.items() if k.startswith("loss"))
+            if not torch.isfinite(loss.detach()):
+                raise TrainingDiverged(
+                    f"loss became {float(loss)} at step {self.state.global_step} "
+                    f"(epoch {self.state.epoch}); the last good checkpoint in {self.out} is kept — "
+                    "lower optim.lr or use train.grad_clip"
+                )
+            self.scaler.scale(loss / accum).backward()
+            outs.append(
+                {k: float(v.detach().float().mean()) for k, v in out.items()} | {"loss_total": float(loss.detach())}
+            )
+        if cfg.optim.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.mode.after_step(self.backbone)
+        return {k: sum(o[k] for o in outs) / len(outs) for k in outs[0]}
+
+    def fit(self) -> dict:
+        from tqdm import tqdm
+
+        cfg, st = self.cfg, self.state
+        budget_s = cfg.train.max_minutes * 60.0
+        t_start = time.time()
+        stop = False
+        last_metrics: dict[str, Any] = {}
+        self.backbone.train()
+        self.mode.train()
+        if self.rank == 0:
+            atomic_write_text(self.out / "config.yaml", _yaml(to_dict(cfg)))
+        while st.epoch < cfg.train.epochs and not stop:
+            bar = tqdm(
+                total=self.plan.steps_per_epoch,
+                initial=st.step_in_epoch,
+                disable=self.quiet or self.rank != 0,
+                desc=f"epoch {st.epoch + 1}/{cfg.train.epochs}",
+                dynamic_ncols=True,
+                leave=False,
+            )
+            t_log, n_log = time.time(), 0
+            for step, images, labels, skipped in epoch_batches(
+                self.dataset,
+                self.plan,
+                st.epoch,
+                st.step_in_epoch,
+                flip=cfg.data.flip,
+                mean=self.meta["mean"],
+                std=self.meta["std"],
+                workers=cfg.data.workers,
+            ):
+                lr = self._set_lr()
+                out = self._step(images.to(self.device, non_blocking=True), labels.to(self.device))
+                st.global_step += 1
+                st.step_in_epoch = step + 1
+                st.samples_seen = st.step_in_epoch * self.plan.global_batch
+                n_log += len(labels) * self.world
+                st.skipped_images += int(skipped)
+                out["skipped_images"] = st.skipped_images
+                bar.update(1)
+                if (
+                    st.global_step % max(1, cfg.train.log_every) == 0
+                    or st.step_in_epoch == self.plan.steps_per_epoch
+                ):
+                    dt = max(time.time() - t_log, 1e-9)
+                    rec = {
+                        "step": st.global_step,
+                        "epoch": st.epoch,
+                        "lr": lr,
+                        **out,
+                        "samples_per_s": n_log / dt,
+                    }
+                    bar.set_postfix(loss=f"{out['loss_total']:.3f}", lr=f"{lr:.3g}", sps=f"{n_log / dt:.0f}")
+                    self._log_line(rec)
+                    last_metrics = rec
+                    t_log, n_log = time.time(), 0
+                if cfg.train.save_every_steps and st.global_step % cfg.train.save_every_steps == 0:
+                    self.save("last.ckpt", last_metrics)
+                if (budget_s and time.time() - t_start > budget_s) or (
+                    cfg.train.max_steps and st.global_step >= cfg.train.max_steps
+                ):
+                    stop = True
+                    break
+            bar.close()
+            epoch_done = st.step_in_epoch >= self.plan.steps_per_epoch
+            if epoch_done:
+                st.epoch += 1
+                st.step_in_epoch = 0
+                st.samples_seen = 0
+            val = {}
+            if (
+                epoch_done
+                and cfg.data.val
+                and st.epoch % max(1, cfg.train.val_every_epochs) == 0
+                or (stop and cfg.data.val)
+            ):
+                val = self.validate()
+                if val:
+                    self._log_line({"step": st.global_step, "epoch": st.epoch, **val})
+            metrics = {**last_metrics, **val}
+            st.history.append(
+                {"epoch": st.epoch, "step": st.global_step, **val, "loss": last_metrics.get("loss_total")}
+            )
+            self.save("last.ckpt", metrics)
+            if self.rank == 0 and epoch_done and cfg.train.keep == "all":
+                import shutil
+
+                shutil.copyfile(self.out / "last.ckpt", self.out / f"epoch{st.epoch}.ckpt")
+            if self.rank == 0 and val and cfg.train.keep == "best" and val["val_accuracy"] > st.best_metric:
+                st.best_metric = val["val_accuracy"]
+                import shutil
+
+                shutil.copyfile(self.out / "last.ckpt", self.out / "best.ckpt")
+        result = {
+            "output": str(self.out),
+            "steps": st.global_step,
+            "epochs": st.epoch,
+            "seconds": time.time() - t_start,
+            "last": last_metrics,
+            "history": st.history,
+        }
+        if self.tb is not None:
+            self.tb.close()
+        return result
+
+
+def _yaml(data: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def train(cfg: ExperimentConfig, resume: str | None = None, quiet: bool = False) -> dict:
+    """Train as configured; returns a summary (steps, seconds, last metrics, per-epoch history)."""
+    trainer = Trainer(cfg, resume=resume, quiet=quiet)
+    result = trainer.fit()
+    result["checkpoint"] = str(Path(cfg.output) / "last.ckpt")
+    return result
+
+
+def repeat(cfg: ExperimentConfig, n: int, quiet: bool = False) -> dict:
+    """Run ``n`` seeds (seed, seed+1, ...) into ``output/seed<k>`` and report mean ± std per metric."""
+    import copy
+
+    runs = []
+    for k in range(n):
+        c = copy.deepcopy(cfg)
+        c.seed = cfg.seed + k
+        c.output = os.path.join(cfg.output, f"seed{c.seed}")
+        runs.append(train(c, quiet=quiet))
+    keys = sorted(
+        {
+            k
+            for r in runs
+            for k, v in (r["last"] | (r["history"][-1] if r["history"] else {})).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+    )
+    summary = {}
+    for key in keys:
+        vals = [(r["history"][-1] if r["history"] else {}).get(key, r["last"].get(key)) for r in runs]
+        vals = [v for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
+        if vals:
+            summary[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
+    if D.rank() == 0:
+        atomic_write_text(Path(cfg.output) / "repeat_summary.json", json.dumps(summary, indent=2))
+    return {"runs": runs, "summary": summary}
