@@ -126,9 +126,7 @@ def parse_lfw_pairs(path: str | Path, root: str | Path | None = None, ext: str =
             p2 = lfw_image_path(root, n2, _int(b, path, lineno, "image number"), ext)
             entries.append((p1, p2, False))
         else:
-            raise UserError(
-                f"{path}:{lineno}: expected 'name n1 n2' or 'name1 n1 name2 n2', got '{line}'"
-            )
+            raise UserError(f"{path}:{lineno}: expected 'name n1 n2' or 'name1 n1 name2 n2', got '{line}'")
         folds.append(i // (2 * per_set) if per_set else 0)
     expected = n_sets * 2 * per_set
     if len(entries) != expected:
@@ -222,9 +220,7 @@ def read_bin(path: str | Path) -> PairSet:
         with open(path, "rb") as f:
             bins, issame = pickle.load(f, encoding="bytes")  # written by Python 2 for LFW & co.
     except Exception as e:  # truncated, not a pickle, wrong structure
-        raise UserError(
-            f"{path}: not an InsightFace verification .bin ({type(e).__name__}: {e})"
-        ) from None
+        raise UserError(f"{path}: not an InsightFace verification .bin ({type(e).__name__}: {e})") from None
     bins = [bytes(b) if not isinstance(b, bytes) else b for b in bins]
     issame = np.asarray(list(issame), dtype=bool)
     if len(bins) != 2 * issame.shape[0]:

@@ -61,9 +61,7 @@ def _check(emb: np.ndarray, issame: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     emb = np.asarray(emb)
     issame = np.asarray(issame).astype(bool).ravel()
     if emb.ndim != 2 or emb.shape[0] != 2 * issame.shape[0]:
-        raise UserError(
-            f"embeddings: expected shape (2N, D) with N={issame.shape[0]} pairs, got {emb.shape}"
-        )
+        raise UserError(f"embeddings: expected shape (2N, D) with N={issame.shape[0]} pairs, got {emb.shape}")
     if not np.all(np.isfinite(emb)):
         raise UserError("embeddings: contain NaN or inf (a diverged model?)")
     return emb, issame
