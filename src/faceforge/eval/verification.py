@@ -370,3 +370,66 @@ def write_result(result: dict[str, Any], out_dir: str | Path, name: str = "verif
     label = result.get("model", "model")
     plot_roc({label: (result["roc_fpr"], result["roc_tpr"])}, out_dir / "roc.png", title=name)
     return path
+
+
+def evaluate_pairs(
+    embedder,
+    pair_source,
+    flip: str = "sum",
+    protocol: str = "insightface",
+    batch_size: int = 64,
+    workers: int = 0,
+    cache_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Embed a pair source (a string such as ``bin:lfw.bin`` or a ``PairSet``) and verify it.
+
+    Pairs with a corrupt or missing image are dropped and counted (``dropped_pairs``); the
+    trainer calls this during training with its own :class:`~faceforge.eval.embedder.Embedder`.
+    """
+    from faceforge.eval.cache import cached_embeddings
+    from faceforge.eval.pairs import PairSet, open_pairs
+
+    pairs = pair_source if isinstance(pair_source, PairSet) else open_pairs(str(pair_source))
+    spec = pair_source if isinstance(pair_source, str) else f"pairset:{pairs.name}:{len(pairs)}"
+    emb = cached_embeddings(embedder, pairs, spec, flip, cache_dir, batch_size, workers)
+    keep = emb.valid[pairs.pairs].all(axis=1)
+    kept = pairs.select(keep)
+    if len(kept) == 0:
+        raise UserError(f"{spec}: no pair has two readable images ({emb.num_corrupt} unreadable)")
+    feats = emb.features[kept.pairs.reshape(-1)]
+    folds = kept.folds
+    if folds is not None and not keep.all():
+        # a fold may vanish; renumber the survivors 0..K-1
+        folds = np.unique(folds, return_inverse=True)[1]
+    result = verify_embeddings(feats, kept.issame, protocol=protocol, folds=folds)
+    result.update(
+        {
+            "source": spec,
+            "model": embedder.meta.name,
+            "flip": flip,
+            "dropped_pairs": int((~keep).sum()),
+            "corrupt_images": emb.num_corrupt,
+        }
+    )
+    return result
+
+
+def run(
+    models,
+    pairs: str,
+    flip: str = "sum",
+    protocol: str = "insightface",
+    out: str | Path | None = None,
+    device: str = "cpu",
+    batch_size: int = 64,
+    workers: int = 0,
+) -> dict[str, Any]:
+    """``faceforge eval verify``: load the model(s), verify, write JSON + ROC when ``out`` is set."""
+    from faceforge.eval.embedder import load_embedders
+
+    embedder = load_embedders(models, device)
+    cache = Path(out) / "cache" if out else None
+    result = evaluate_pairs(embedder, pairs, flip, protocol, batch_size, workers, cache_dir=cache)
+    if out:
+        result["json"] = str(write_result(result, out))
+    return result

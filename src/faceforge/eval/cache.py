@@ -1,0 +1,59 @@
+"""Embedding cache: features of one image set by one model, stored as ``.npz`` under a folder.
+
+The key is (model fingerprint: checkpoint path + size + mtime, or a hash of in-memory weights;
+dataset spec; flip; image count; input size), so a re-run of a suite only reads files.
+``STATS`` counts computations and hits (tests check it rather than timing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+
+from faceforge.atomic import atomic_write_bytes
+from faceforge.eval.embedder import Embedder, Embeddings, embed_images
+
+STATS = {"computed": 0, "hits": 0}
+
+
+def cache_key(embedder: Embedder, spec: str, flip: str, count: int) -> str:
+    text = "|".join(
+        [embedder.fingerprint(), spec, flip, str(count), "x".join(map(str, embedder.meta.input_size))]
+    )
+    return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+def cached_embeddings(
+    embedder: Embedder,
+    images,
+    spec: str,
+    flip: str = "none",
+    cache_dir: str | Path | None = None,
+    batch_size: int = 64,
+    workers: int = 0,
+) -> Embeddings:
+    """:func:`embed_images`, read from / written to ``cache_dir`` when one is given."""
+    count = len(images.images) if hasattr(images, "images") else len(images)
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"{cache_key(embedder, spec, flip, count)}.npz"
+        if path.is_file():
+            try:
+                with np.load(path) as z:
+                    result = Embeddings(z["features"], z["valid"], [str(s) for s in z["corrupt"]])
+                STATS["hits"] += 1
+                return result
+            except (OSError, KeyError, ValueError):
+                pass  # a damaged cache file is recomputed and replaced
+    result = embed_images(embedder, images, batch_size=batch_size, flip=flip, workers=workers)
+    STATS["computed"] += 1
+    if path is not None:
+        buf = io.BytesIO()
+        np.savez(
+            buf, features=result.features, valid=result.valid, corrupt=np.array(result.corrupt, dtype=str)
+        )
+        atomic_write_bytes(path, buf.getvalue())
+    return result
