@@ -1,0 +1,237 @@
+"""The training loader: deterministic, resumable batches of normalised images from any FaceDataset.
+
+Every random choice is made up front from ``(seed, epoch)``: the epoch's permutation and one flip bit
+per position. Batch ``b`` of epoch ``e`` is therefore the same whatever the worker count, and
+``iter_from(e, b)`` restarts exactly there (what exact resume needs). Each DataLoader item is a whole
+batch (the sampler yields index arrays, the dataset's ``__getitem__`` builds one batch), so a packed
+dataset is sliced once per batch straight from its memmap; other datasets decode image by image and
+skip (and count) corrupt images. Normalisation ``(x/255 - mean)/std`` runs on the batch tensor.
+
+Typical engine use::
+
+    loader = build_train_loader(ds, 128, seed=cfg.seed, workers=4)
+    for epoch in range(start_epoch, epochs):
+        for images, labels in loader.iter_from(epoch, start_batch if epoch == start_epoch else 0):
+            ...
+            state = loader.state_dict()   # {"epoch", "batch"}: batch = index of the next batch
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from faceforge.data.dataset import CorruptImage, FaceDataset
+from faceforge.errors import UserError
+
+
+def _per_channel(value: float | Sequence[float], name: str) -> torch.Tensor:
+    v = torch.as_tensor(value, dtype=torch.float32).flatten()
+    if v.numel() == 1:
+        v = v.repeat(3)
+    if v.numel() != 3:
+        raise UserError(f"loader.{name}: expected one value or three (RGB), got {v.numel()}")
+    if name == "std" and bool((v <= 0).any()):
+        raise UserError("loader.std: must be positive")
+    return v.view(1, 3, 1, 1)
+
+
+def epoch_plan(num_images: int, seed: int, epoch: int, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The permutation of epoch ``epoch`` and the flip bit of each position; a pure function."""
+    rng = np.random.default_rng([int(seed), int(epoch), 0x5EED])
+    order = rng.permutation(num_images)
+    flips = rng.random(num_images) < 0.5 if flip else np.zeros(num_images, dtype=bool)
+    return order, flips
+
+
+class _BatchPlan(torch.utils.data.Sampler):
+    """Yields ``(indices, flips)`` of batches ``start..end-1`` of one epoch."""
+
+    def __init__(self, order: np.ndarray, flips: np.ndarray, batch_size: int, start: int, count: int):
+        self.order, self.flips, self.batch_size = order, flips, batch_size
+        self.start, self.count = start, count
+
+    def __len__(self) -> int:
+        return max(self.count - self.start, 0)
+
+    def __iter__(self):
+        for b in range(self.start, self.count):
+            sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            yield self.order[sl], self.flips[sl]
+
+
+class _BatchBuilder(torch.utils.data.Dataset):
+    """``builder[(indices, flips)]`` -> ``(images float [B,3,H,W], labels int64 [B], skipped)``."""
+
+    def __init__(self, dataset: FaceDataset, size: tuple[int, int], mean: torch.Tensor, std: torch.Tensor):
+        self.dataset = dataset
+        self.size = size
+        self.scale = 1.0 / (255.0 * std)
+        self.shift = -mean / std
+        self.fast = callable(getattr(dataset, "read_batch", None)) and tuple(
+            getattr(dataset, "image_shape", ())
+        ) == (*size, 3)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _decode(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        import cv2
+
+        images, kept = [], []
+        h, w = self.size
+        for pos, i in enumerate(indices):
+            try:
+                img = self.dataset.read(int(i))
+            except CorruptImage:
+                continue
+            if img.shape[:2] != (h, w):
+                img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+            images.append(img)
+            kept.append(pos)
+        if not images:
+            return np.zeros((0, h, w, 3), np.uint8), np.zeros(0, np.int64), len(indices)
+        return np.stack(images), np.asarray(kept, dtype=np.int64), len(indices) - len(images)
+
+    def __getitem__(self, item):
+        indices, flips = item
+        indices = np.asarray(indices, dtype=np.int64)
+        flips = np.asarray(flips, dtype=bool)
+        if self.fast:
+            # sorted indices read the memmap front to back; the order inside a batch is irrelevant
+            sort = np.argsort(indices, kind="stable")
+            indices, flips = indices[sort], flips[sort]
+            raw = self.dataset.read_batch(indices)
+            skipped = 0
+        else:
+            raw, kept, skipped = self._decode(indices)
+            indices, flips = indices[kept], flips[kept]
+        x = torch.from_numpy(np.ascontiguousarray(raw))  # [B,H,W,3] uint8
+        if flips.any():
+            sel = torch.from_numpy(np.flatnonzero(flips))
+            x[sel] = x[sel].flip(2)
+        out = torch.empty((x.shape[0], 3, x.shape[1], x.shape[2]), dtype=torch.float32)
+        out.copy_(x.permute(0, 3, 1, 2))
+        out.mul_(self.scale).add_(self.shift)
+        labels = torch.from_numpy(np.asarray(self.dataset.labels[indices], dtype=np.int64))
+        return out, labels, skipped
+
+
+def _identity(batch):
+    return batch
+
+
+class TrainLoader:
+    """Iterable of ``(images, labels)`` batches; see the module docstring for the resume contract."""
+
+    def __init__(
+        self,
+        dataset: FaceDataset,
+        batch_size: int,
+        flip: bool = True,
+        workers: int = 0,
+        seed: int = 0,
+        drop_last: bool = True,
+        mean: float | Sequence[float] = 0.5,
+        std: float | Sequence[float] = 0.5,
+        image_size: tuple[int, int] | None = None,
+        pin_memory: bool = False,
+    ):
+        if batch_size < 1:
+            raise UserError(f"loader.batch_size: must be at least 1, got {batch_size}")
+        if workers < 0:
+            raise UserError(f"loader.workers: must be >= 0, got {workers}")
+        if len(dataset) == 0:
+            raise UserError(f"{dataset.description or 'dataset'}: holds no images")
+        if drop_last and len(dataset) < batch_size:
+            raise UserError(
+                f"loader.batch_size: {batch_size} is larger than the dataset ({len(dataset)} images) "
+                "and drop_last is set, so an epoch would hold no batch"
+            )
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.flip = bool(flip)
+        self.workers = int(workers)
+        self.seed = int(seed)
+        self.drop_last = bool(drop_last)
+        self.pin_memory = pin_memory
+        self.image_size = tuple(image_size) if image_size else self._infer_size()
+        self.builder = _BatchBuilder(dataset, self.image_size, _per_channel(mean, "mean"), _per_channel(std, "std"))
+        self.skipped = 0
+        self.epoch = 0
+        self.batch_index = 0  # index of the next batch of ``self.epoch``
+
+    def _infer_size(self) -> tuple[int, int]:
+        shape = getattr(self.dataset, "image_shape", None)
+        if shape:
+            return int(shape[0]), int(shape[1])
+        for i in range(min(len(self.dataset), 64)):
+            try:
+                return tuple(self.dataset.read(i).shape[:2])  # type: ignore[return-value]
+            except CorruptImage:
+                continue
+        raise UserError(f"{self.dataset.description or 'dataset'}: none of the first 64 images can be decoded")
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.batch_index = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batch": self.batch_index, "seed": self.seed, "skipped": self.skipped}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.batch_index = int(state["epoch"]), int(state["batch"])
+        self.skipped = int(state.get("skipped", 0))
+
+    def batch_indices(self, epoch: int, batch_index: int) -> np.ndarray:
+        """Dataset indices of batch ``batch_index`` of ``epoch`` (before skipping corrupt images)."""
+        order, _ = epoch_plan(len(self.dataset), self.seed, epoch, self.flip)
+        return order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
+
+    def iter_from(self, epoch: int, batch_index: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches ``batch_index, batch_index+1, ...`` of ``epoch``; a batch whose images are all
+        corrupt is not yielded, but ``self.batch_index`` still advances past it."""
+        if not 0 <= batch_index <= len(self):
+            raise UserError(f"loader: batch index {batch_index} outside [0, {len(self)}] for this dataset")
+        self.epoch, self.batch_index = int(epoch), int(batch_index)
+        order, flips = epoch_plan(len(self.dataset), self.seed, epoch, self.flip)
+        plan = _BatchPlan(order, flips, self.batch_size, batch_index, len(self))
+        loader = torch.utils.data.DataLoader(
+            self.builder,
+            batch_size=None,
+            sampler=plan,
+            num_workers=self.workers,
+            collate_fn=_identity,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+        )
+        for images, labels, skipped in loader:
+            self.skipped += int(skipped)
+            self.batch_index += 1
+            if len(labels):
+                yield images, labels
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.iter_from(self.epoch, self.batch_index if self.batch_index < len(self) else 0)
+
+
+def build_train_loader(
+    dataset: FaceDataset,
+    batch_size: int,
+    flip: bool = True,
+    workers: int = 0,
+    seed: int = 0,
+    drop_last: bool = True,
+    mean: float | Sequence[float] = 0.5,
+    std: float | Sequence[float] = 0.5,
+    **options,
+) -> TrainLoader:
+    """The training loader over ``dataset``; see :class:`TrainLoader`."""
+    return TrainLoader(dataset, batch_size, flip=flip, workers=workers, seed=seed, drop_last=drop_last,
+                       mean=mean, std=std, **options)
