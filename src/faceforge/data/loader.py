@@ -158,7 +158,9 @@ class TrainLoader:
         self.drop_last = bool(drop_last)
         self.pin_memory = pin_memory
         self.image_size = tuple(image_size) if image_size else self._infer_size()
-        self.builder = _BatchBuilder(dataset, self.image_size, _per_channel(mean, "mean"), _per_channel(std, "std"))
+        self.builder = _BatchBuilder(
+            dataset, self.image_size, _per_channel(mean, "mean"), _per_channel(std, "std")
+        )
         self.skipped = 0
         self.epoch = 0
         self.batch_index = 0  # index of the next batch of ``self.epoch``
@@ -172,7 +174,8 @@ class TrainLoader:
                 return tuple(self.dataset.read(i).shape[:2])  # type: ignore[return-value]
             except CorruptImage:
                 continue
-        raise UserError(f"{self.dataset.description or 'dataset'}: none of the first 64 images can be decoded")
+        where = self.dataset.description or "dataset"
+        raise UserError(f"{where}: none of the first 64 images can be decoded")
 
     def __len__(self) -> int:
         n = len(self.dataset)
