@@ -1,0 +1,289 @@
+"""Detect and align every image of an identity-folder tree (``SRC/<identity>/<image>``).
+
+``align_folder`` writes ``DST/<identity>/<image>`` crops aligned to a 5-point template. It is
+resumable (an image whose output exists is skipped), never writes inside its source, and records
+every image that is not a clean single-face alignment in ``DST/align_report.csv``, with a summary
+in ``DST/align_summary.json``. Work is spread over processes, each with its own detector session
+running one intra-op thread.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from faceforge.errors import UserError
+
+MULTI_POLICIES = ("largest_center", "largest", "skip", "all")
+KEEP_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+REPORT_NAME = "align_report.csv"
+SUMMARY_NAME = "align_summary.json"
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``"112x96"`` -> (112, 96) as (H, W); ``"112"`` -> (112, 112); None keeps the template's size."""
+    if text is None or text == "":
+        return None
+    try:
+        parts = [int(v) for v in str(text).lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 16 or max(parts) > 1024:
+        raise UserError(f"--size: expected HxW between 16 and 1024 pixels such as 112x112, got '{text}'")
+    return parts[0], parts[1]
+
+
+def pick_faces(faces: list, shape: tuple[int, ...], policy: str) -> list:
+    """The faces to align under ``policy`` when an image holds several.
+
+    ``largest_center`` ranks by area minus twice the squared distance of the box centre from the
+    image centre (InsightFace's ``max_num`` rule), so a large face near the middle wins.
+    """
+    if len(faces) <= 1 or policy == "all":
+        return list(faces)
+    if policy == "skip":
+        return []
+    h, w = shape[:2]
+
+    def rank(face) -> float:
+        x1, y1, x2, y2 = (float(v) for v in face.box)
+        area = (x2 - x1) * (y2 - y1)
+        if policy == "largest":
+            return area
+        dx, dy = (x1 + x2) / 2 - w / 2, (y1 + y2) / 2 - h / 2
+        return area - 2.0 * (dx * dx + dy * dy)
+
+    return [max(faces, key=rank)]
+
+
+def output_name(name: str) -> str:
+    """The aligned file's name: the source name when OpenCV can write its format, else ``name.png``."""
+    return name if Path(name).suffix.lower() in KEEP_SUFFIXES else name + ".png"
+
+
+def _extra_name(name: str, k: int) -> str:
+    p = Path(output_name(name))
+    return f"{p.stem}_face{k}{p.suffix}"
+
+
+def _check_paths(src: Path, dst: Path) -> tuple[Path, Path]:
+    if not src.exists():
+        raise UserError(f"align source: folder not found: {src}")
+    if not src.is_dir():
+        raise UserError(f"align source: not a folder: {src}")
+    s, d = src.resolve(), dst.resolve()
+    if d == s:
+        raise UserError(f"align destination: equals the source {src}; choose a separate folder")
+    if s in d.parents:
+        raise UserError(f"align destination: {dst} lies inside the source {src}; choose a folder outside it")
+    if d in s.parents:
+        raise UserError(f"align destination: {dst} contains the source {src}; choose a separate folder")
+    if d.exists() and not d.is_dir():
+        raise UserError(f"align destination: not a folder: {dst}")
+    return s, d
+
+
+# --- worker side: one detector per process --------------------------------------------------------
+
+_STATE: dict = {}
+
+
+def _init_worker(detector: str, options: dict, template: str, size, multi: str, border: str) -> None:
+    import cv2
+
+    from faceforge.align.detectors import get_detector
+
+    cv2.setNumThreads(1)
+    options = dict(options)
+    options.setdefault("threads", 1)
+    _STATE.update(
+        detector=get_detector(detector, **options), template=template, size=size, multi=multi, border=border
+    )
+
+
+def _encode(path: Path, rgb: np.ndarray) -> bytes:
+    import cv2
+
+    suffix = path.suffix.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if suffix in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise OSError(f"cannot encode {path.name}")
+    return buf.tobytes()
+
+
+def _align_one(task: tuple[str, str, str]) -> tuple[str, str, int, str, int]:
+    """(relative source path, status, faces found, detail, crops written) for one image."""
+    from faceforge.align.transform import DegeneratePoints, warp_face
+    from faceforge.atomic import atomic_write_bytes
+    from faceforge.data.dataset import CorruptImage, read_image
+
+    rel, src, out_dir = task
+    try:
+        img = read_image(src)
+    except CorruptImage as e:
+        return rel, "corrupt", 0, str(e), 0
+    faces = _STATE["detector"].detect(img)
+    if not faces:
+        return rel, "no_face", 0, "", 0
+    chosen = pick_faces(faces, img.shape, _STATE["multi"])
+    if not chosen:
+        return rel, "skipped_multi", len(faces), "several faces and --multi skip", 0
+    name = Path(src).name
+    written = 0
+    for k, face in enumerate(chosen):
+        try:
+            crop = warp_face(img, face.landmarks, _STATE["template"], _STATE["size"], border=_STATE["border"])
+        except DegeneratePoints as e:
+            return rel, "bad_landmarks", len(faces), str(e), written
+        out = Path(out_dir) / (output_name(name) if k == 0 else _extra_name(name, k))
+        atomic_write_bytes(out, _encode(out, crop))
+        written += 1
+    status = "aligned" if len(faces) == 1 else "several_faces"
+    detail = "" if len(faces) == 1 else f"policy {_STATE['multi']}: kept {written} of {len(faces)}"
+    return rel, status, len(faces), detail, written
+
+
+def _read_report(path: Path) -> dict[str, list[str]]:
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return {r[0]: r for r in rows[1:] if len(r) == 4}
+
+
+# --- driver ---------------------------------------------------------------------------------------
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool, stream=None):
+        self.total, self.enabled, self.stream = total, enabled, stream or sys.stderr
+        self.start = self.last = time.perf_counter()
+        self.done = 0
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if self.enabled and (now - self.last > 0.5 or self.done == self.total):
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / max(rate, 1e-9)
+            width = 30
+            fill = int(width * self.done / max(self.total, 1))
+            self.stream.write(
+                f"\ralign [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
+                f"{rate:.1f} img/s eta {int(eta) // 60:d}:{int(eta) % 60:02d}"
+            )
+            if self.done == self.total:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
+def align_folder(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    detector: str = "retinaface",
+    template: str = "arcface",
+    size: tuple[int, int] | int | None = None,
+    workers: int = 1,
+    multi: str = "largest_center",
+    detector_options: dict | None = None,
+    border: str = "constant",
+    progress: bool = False,
+) -> dict:
+    """Align every image of ``src`` into ``dst``; returns the counts also saved in ``align_summary.json``.
+
+    ``multi`` decides for images with several faces: ``largest_center`` (default), ``largest``,
+    ``skip`` (none written, reported) or ``all`` (extra faces as ``<stem>_face<k>``).
+    Images whose output already exists are skipped, so an interrupted run resumes.
+    """
+    from faceforge.align.transform import TEMPLATES, template_points
+    from faceforge.atomic import atomic_write_text
+    from faceforge.data.readers.folder import list_identity_folder
+    from faceforge.registry import DETECTORS
+
+    if multi not in MULTI_POLICIES:
+        raise UserError(f"--multi: unknown policy '{multi}'; valid: {', '.join(MULTI_POLICIES)}")
+    if template not in TEMPLATES:
+        template_points(template)  # raises the UserError listing the templates
+    DETECTORS.entry(detector)  # unknown names fail before any work
+    if int(workers) < 1:
+        raise UserError(f"--workers: must be >= 1, got {workers}")
+    src_path, dst_path = _check_paths(Path(src), Path(dst))
+    files, labels, names = list_identity_folder(src_path)
+    if not files:
+        raise UserError(f"align source: no images under {src} (expected SRC/<identity>/<image>)")
+
+    tasks, skipped = [], 0
+    for f in files:
+        out_dir = dst_path / f.parent.name
+        if (out_dir / output_name(f.name)).exists():
+            skipped += 1
+            continue
+        tasks.append((f"{f.parent.name}/{f.name}", str(f), str(out_dir)))
+    options = dict(detector_options or {})
+    init_args = (detector, options, template, size, multi, border)
+    bar = _Progress(len(tasks), progress)
+    results = []
+    start = time.perf_counter()
+    if tasks:
+        dst_path.mkdir(parents=True, exist_ok=True)
+        workers = min(int(workers), len(tasks))
+        if workers == 1:
+            _init_worker(*init_args)
+            for task in tasks:
+                results.append(_align_one(task))
+                bar.step()
+        else:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("spawn")  # no onnxruntime/OpenCV state is inherited through fork
+            with ctx.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
+                for result in pool.imap_unordered(_align_one, tasks, chunksize=4):
+                    results.append(result)
+                    bar.step()
+    seconds = time.perf_counter() - start
+
+    status = Counter(r[1] for r in results)
+    counts = {
+        "images": len(files),
+        "identities": len(names),
+        "skipped_existing": skipped,
+        "processed": len(results),
+        "aligned": status["aligned"] + status["several_faces"],
+        "crops_written": sum(r[4] for r in results),
+        "no_face": status["no_face"],
+        "several_faces": status["several_faces"] + status["skipped_multi"],
+        "skipped_multi": status["skipped_multi"],
+        "corrupt": status["corrupt"],
+        "bad_landmarks": status["bad_landmarks"],
+        "seconds": round(seconds, 2),
+        "seconds_per_image": round(seconds / max(len(results), 1), 4),
+        "detector": detector,
+        "template": template,
+        "size": list(size) if isinstance(size, tuple) else size,
+        "multi": multi,
+        "workers": int(workers),
+    }
+    if tasks:
+        # a resumed run keeps the earlier rows of images it did not process again
+        rows = {r[0]: [r[0], r[1], str(r[2]), r[3]] for r in results if r[1] != "aligned"}
+        rows.update({k: v for k, v in _read_report(dst_path / REPORT_NAME).items()
+                     if k not in {r[0] for r in results}})
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["file", "status", "faces", "detail"])
+        writer.writerows(rows[k] for k in sorted(rows))
+        atomic_write_text(dst_path / REPORT_NAME, buf.getvalue())
+        atomic_write_text(dst_path / SUMMARY_NAME, json.dumps(counts, indent=2) + "\n")
+    return counts
