@@ -48,3 +48,10 @@ def sphere_psi(c: torch.Tensor, m: int) -> torch.Tensor:
         k = torch.floor(m * torch.acos(c.clamp(-1.0, 1.0)) / math.pi)
         sign = 1.0 - 2.0 * torch.remainder(k, 2.0)
     return sign * chebyshev_cos(c, m) - 2.0 * k
+
+
+def psi_of_angle(m_theta: torch.Tensor) -> torch.Tensor:
+    """ψ for an already multiplied angle mθ (fractional m): (−1)^k cos(mθ) − 2k, k = ⌊mθ/π⌋."""
+    k = torch.floor(m_theta / math.pi)
+    sign = 1.0 - 2.0 * torch.remainder(k, 2.0)
+    return sign * torch.cos(m_theta) - 2.0 * k
