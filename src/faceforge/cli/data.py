@@ -1,0 +1,155 @@
+"""``faceforge data ...``: prepare training data (thin layer over ``faceforge.data.tools``)."""
+
+from __future__ import annotations
+
+import json
+
+from faceforge.cli._common import add_group
+from faceforge.errors import UserError
+
+HELP = "prepare training data: clean, balance, merge, shallow, stats, pack, convert"
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, _, w = text.lower().partition("x")
+        size = (int(h), int(w or h))
+    except ValueError:
+        raise UserError(f"--size: expected HxW such as 112x112, got '{text}'") from None
+    if min(size) < 8:
+        raise UserError(f"--size: each side must be at least 8 pixels, got '{text}'")
+    return size
+
+
+def _clean(args) -> int:
+    from faceforge.data.tools.clean import clean, summary
+
+    print(summary(clean(args.src, args.dst, quality=args.quality, report=args.report)))
+    return 0
+
+
+def _balance(args) -> int:
+    from faceforge.data.tools.balance import BalancePolicy, balance, summary
+
+    policy = BalancePolicy(cap=args.cap, keep_above=args.keep_above, double_above=args.double_above,
+                           drop_at_most=args.drop_at_most, seed=args.seed)
+    print(summary(balance(args.src, args.dst, policy, workers=args.workers, report=args.report)))
+    return 0
+
+
+def _merge(args) -> int:
+    from faceforge.data.tools.merge import merge
+
+    if len(args.paths) < 3:
+        raise UserError("merge: give at least two source folders and then the output folder")
+    r = merge(args.paths[:-1], args.paths[-1], model=args.model, threshold=args.threshold,
+              by_name=not args.no_name, mapping=args.mapping)
+    print(f"merge: {r['identities_in']} identities from {len(r['sources'])} sources -> "
+          f"{r['identities_out']} identities, {r['images']} images ({r['merged_by_name']} matched by name, "
+          f"{len(r['embedding_pairs'])} pairs by embedding); mapping: {r['mapping']}")
+    return 0
+
+
+def _shallow(args) -> int:
+    from faceforge.data.tools.shallow import shallow
+
+    r = shallow(args.src, args.dst, per_identity=args.per_identity, seed=args.seed)
+    print(f"shallow: {r['images_in']} images -> {r['images']} images of {r['identities']} identities "
+          f"in {r['output']}")
+    return 0
+
+
+def _stats(args) -> int:
+    from faceforge.data.tools.stats import format_stats, stats
+
+    s = stats(args.src)
+    print(json.dumps(s, indent=2) if args.json else format_stats(s))
+    return 0
+
+
+def _pack(args) -> int:
+    from faceforge.data.tools.pack import pack
+
+    r = pack(args.src, args.out, size=_size(args.size), workers=args.workers, progress=not args.quiet)
+    _print_conversion("pack", r)
+    return 0
+
+
+def _convert(args) -> int:
+    from faceforge.data.tools.convert import convert
+
+    r = convert(args.src, args.to, args.dst, quality=args.quality, size=_size(args.size),
+                workers=args.workers, progress=not args.quiet)
+    _print_conversion(f"convert to {args.to}", r)
+    return 0
+
+
+def _print_conversion(what: str, r: dict) -> None:
+    extra = f", {r['resized']} resized" if r.get("resized") else ""
+    print(f"{what}: {r['images']} images of {r.get('classes')} identities -> {r['output']} "
+          f"({r['skipped']} corrupt skipped{extra})")
+    for msg in r.get("skipped_examples", [])[:5]:
+        print(f"  skipped: {msg}")
+
+
+def add_commands(sub) -> None:
+    group = add_group(sub, "data", HELP)
+
+    p = group.add_parser("clean", help="decode-check, convert to RGB JPEG, ASCII names, drop duplicates")
+    p.add_argument("src", help="identity-folder dataset (never modified)")
+    p.add_argument("dst", help="new output folder")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality of converted images (95)")
+    p.add_argument("--report", help="JSON report path (default DST/clean_report.json)")
+    p.set_defaults(func=_clean)
+
+    p = group.add_parser("balance", help="cap, augment or drop identities by their image count")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--cap", type=int, default=350, help="n > cap: keep a random cap (350)")
+    p.add_argument("--keep-above", type=int, default=200, help="keep_above < n <= cap: keep all (200)")
+    p.add_argument("--double-above", type=int, default=90,
+                   help="double_above < n <= keep_above: add an opening copy, x2 (90)")
+    p.add_argument("--drop-at-most", type=int, default=30,
+                   help="n <= drop_at_most: drop; up to double_above: opening+noise+salt-pepper, x4 (30)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--report", help="JSON report path (default DST/balance_report.json)")
+    p.set_defaults(func=_balance)
+
+    p = group.add_parser("merge", help="merge identity datasets into one label space")
+    p.add_argument("paths", nargs="+", metavar="SRC ... DST", help="two or more sources, then the output")
+    p.add_argument("--model", help="faceforge checkpoint: also merge identities by mean-embedding similarity")
+    p.add_argument("--threshold", type=float, default=0.6, help="cosine similarity to merge (0.6)")
+    p.add_argument("--no-name", action="store_true", help="do not merge identities with the same name")
+    p.add_argument("--mapping", help="CSV mapping path (default DST/merge_mapping.csv)")
+    p.set_defaults(func=_merge)
+
+    p = group.add_parser("shallow", help="keep a few images per identity")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--per-identity", type=int, default=2)
+    p.add_argument("--seed", type=int, default=None, help="random choice instead of the first files")
+    p.set_defaults(func=_shallow)
+
+    p = group.add_parser("stats", help="identities, images and the per-identity histogram")
+    p.add_argument("src", help="source string (folder:, rec:, list:, packed:, ...) or path")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_stats)
+
+    p = group.add_parser("pack", help="decode a source into the memory-mapped packed format (.ffpk)")
+    p.add_argument("src", help="source string (folder:, rec:, list:, synthetic:, ...) or path")
+    p.add_argument("out", help="output .ffpk file")
+    p.add_argument("--size", default="112x112", help="HxW of packed images (others are resized)")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_pack)
+
+    p = group.add_parser("convert", help="convert between rec, lst, folder and packed")
+    p.add_argument("src", help="source string or path")
+    p.add_argument("--to", required=True, choices=["rec", "lst", "folder", "packed"])
+    p.add_argument("dst", help="output folder (rec, folder) or file (lst, packed)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality for re-encoded images")
+    p.add_argument("--size", default="112x112", help="HxW for packed output")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_convert)

@@ -1,0 +1,160 @@
+"""``faceforge data balance SRC DST``: even out images per identity.
+
+Default policy (all thresholds configurable), by an identity's image count n:
+
+* n > 350: keep a random 350;  200 < n <= 350: keep all;
+* 90 < n <= 200: keep all + a morphological-opening copy of each (x2);
+* 30 < n <= 90: keep all + opening, Gaussian-noise and salt-and-pepper copies (x4);
+* n <= 30: drop the identity.
+
+Identities are processed in parallel; every random draw is seeded by (seed, identity name), so the
+result does not depend on the worker count.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import shutil
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from faceforge.atomic import atomic_write_bytes, atomic_write_text
+from faceforge.data.dataset import CorruptImage, read_image
+from faceforge.data.readers.folder import list_identity_folder
+from faceforge.data.tools import check_new_output
+from faceforge.errors import UserError
+
+
+@dataclass
+class BalancePolicy:
+    cap: int = 350  # n > cap: keep a random ``cap``
+    keep_above: int = 200  # keep_above < n <= cap: keep all
+    double_above: int = 90  # double_above < n <= keep_above: x2 (opening)
+    drop_at_most: int = 30  # drop_at_most < n <= double_above: x4 (opening, noise, salt-and-pepper)
+    opening_kernel: int = 3
+    noise_sigma: float = 8.0
+    salt_pepper: float = 0.02
+    quality: int = 95
+    seed: int = 0
+
+    def check(self) -> None:
+        if not 0 <= self.drop_at_most <= self.double_above <= self.keep_above <= self.cap:
+            raise UserError(
+                "balance: thresholds must satisfy drop_at_most <= double_above <= keep_above <= cap"
+            )
+        if self.opening_kernel < 1 or self.noise_sigma < 0 or not 0 <= self.salt_pepper <= 1:
+            raise UserError("balance: opening_kernel >= 1, noise_sigma >= 0, 0 <= salt_pepper <= 1")
+
+    def action(self, n: int) -> str:
+        if n > self.cap:
+            return "sample"
+        if n > self.keep_above:
+            return "keep"
+        if n > self.double_above:
+            return "x2"
+        if n > self.drop_at_most:
+            return "x4"
+        return "drop"
+
+
+def opening(img: np.ndarray, kernel: int) -> np.ndarray:
+    import cv2
+
+    return cv2.morphologyEx(img, cv2.MORPH_OPEN, np.ones((kernel, kernel), np.uint8))
+
+
+def gaussian_noise(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    return np.clip(img + rng.normal(0.0, sigma, img.shape), 0, 255).astype(np.uint8)
+
+
+def salt_and_pepper(img: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
+    out = img.copy()
+    hit = rng.random(img.shape[:2])
+    out[hit < amount / 2] = 0
+    out[hit > 1 - amount / 2] = 255
+    return out
+
+
+def _balance_identity(job: tuple[str, list[str], str, dict]) -> dict:
+    import cv2
+
+    name, files, out_dir, policy_d = job
+    policy = BalancePolicy(**policy_d)
+    n = len(files)
+    action = policy.action(n)
+    rng = np.random.default_rng([policy.seed, zlib.crc32(name.encode("utf-8"))])
+    result = {"identity": name, "before": n, "after": 0, "action": action, "corrupt": 0}
+    if action == "drop":
+        return result
+    if action == "sample":
+        files = [files[i] for i in sorted(rng.choice(n, policy.cap, replace=False))]
+    out = Path(out_dir) / name
+    out.mkdir(parents=True, exist_ok=True)
+    params = [cv2.IMWRITE_JPEG_QUALITY, policy.quality]
+    for f in files:
+        src = Path(f)
+        shutil.copyfile(src, out / src.name)
+        result["after"] += 1
+        if action not in ("x2", "x4"):
+            continue
+        try:
+            bgr = read_image(src)[..., ::-1]
+        except CorruptImage:
+            result["corrupt"] += 1
+            continue
+        copies = {"open": opening(bgr, policy.opening_kernel)}
+        if action == "x4":
+            copies["noise"] = gaussian_noise(bgr, policy.noise_sigma, rng)
+            copies["sp"] = salt_and_pepper(bgr, policy.salt_pepper, rng)
+        for tag, img in copies.items():
+            ok, enc = cv2.imencode(".jpg", np.ascontiguousarray(img), params)
+            atomic_write_bytes(out / f"{src.stem}_{tag}.jpg", enc.tobytes())
+            result["after"] += 1
+    return result
+
+
+def balance(src: str | Path, dst: str | Path, policy: BalancePolicy | None = None,
+            workers: int | None = None, report: str | Path | None = None) -> dict:
+    """Write the balanced copy of the identity folder ``src`` to ``dst``; returns the report."""
+    policy = policy or BalancePolicy()
+    policy.check()
+    src, dst = Path(src), Path(dst)
+    files, labels, names = list_identity_folder(src)
+    check_new_output(src, dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    groups: dict[int, list[str]] = {}
+    for f, lab in zip(files, labels):
+        groups.setdefault(int(lab), []).append(str(f))
+    jobs = [(names[lab], fs, str(dst), asdict(policy)) for lab, fs in groups.items()]
+    workers = max(1, min(workers or mp.cpu_count(), len(jobs)))
+    if workers == 1:
+        rows = [_balance_identity(j) for j in jobs]
+    else:
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        with ctx.Pool(workers) as pool:
+            rows = pool.map(_balance_identity, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
+    actions: dict[str, int] = {}
+    for r in rows:
+        actions[r["action"]] = actions.get(r["action"], 0) + 1
+    result = {
+        "source": str(src), "output": str(dst), "policy": asdict(policy),
+        "before": {"identities": len(rows), "images": sum(r["before"] for r in rows)},
+        "after": {"identities": sum(r["action"] != "drop" for r in rows),
+                  "images": sum(r["after"] for r in rows)},
+        "actions": actions, "corrupt": sum(r["corrupt"] for r in rows), "identities": rows,
+    }
+    report_path = Path(report) if report else dst / "balance_report.json"
+    atomic_write_text(report_path, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    result["report"] = str(report_path)
+    return result
+
+
+def summary(result: dict) -> str:
+    b, a = result["before"], result["after"]
+    acts = ", ".join(f"{k}: {v}" for k, v in sorted(result["actions"].items()))
+    return (f"balance: {b['images']} images / {b['identities']} identities -> {a['images']} images / "
+            f"{a['identities']} identities (identities per action: {acts}); report: {result['report']}")

@@ -1,0 +1,157 @@
+"""``faceforge data merge SRC1 SRC2 ... DST``: several identity-folder datasets in one label space.
+
+Identities that appear in more than one source are merged: by name (exact, after stripping case and
+surrounding spaces) and, with a model, by mean-embedding cosine similarity >= threshold between
+identities of different sources. A CSV maps every (source, original identity) to its merged identity.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from faceforge.atomic import atomic_write_text
+from faceforge.data.dataset import CorruptImage, read_image
+from faceforge.data.readers.folder import list_identity_folder
+from faceforge.data.tools import check_new_output
+from faceforge.errors import UserError
+
+
+class _UnionFind:
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+
+    def find(self, a: int) -> int:
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)  # the earliest identity names the group
+
+
+def identity_embeddings(groups: list[list[Path]], model, batch_size: int = 64) -> np.ndarray:
+    """Mean of the L2-normalised embeddings of each identity's images, L2-normalised again."""
+    import cv2
+    import torch
+
+    meta = getattr(model, "meta", {})
+    h, w = meta.get("input_size", (112, 112))
+    mean = torch.as_tensor(meta.get("mean", 0.5), dtype=torch.float32).reshape(-1, 1, 1)
+    std = torch.as_tensor(meta.get("std", 0.5), dtype=torch.float32).reshape(-1, 1, 1)
+    rows = []
+    for files in groups:
+        embs = []
+        imgs = []
+        for f in files:
+            try:
+                img = read_image(f)
+            except CorruptImage:
+                continue
+            if img.shape[:2] != (h, w):
+                img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+            imgs.append(img)
+        for b in range(0, len(imgs), batch_size):
+            x = torch.from_numpy(np.stack(imgs[b : b + batch_size])).permute(0, 3, 1, 2).float()
+            x = (x / 255.0 - mean) / std
+            with torch.no_grad():
+                e = torch.nn.functional.normalize(model(x).float(), dim=1)
+            embs.append(e.numpy())
+        rows.append(np.concatenate(embs).mean(0) if embs else None)
+    dim = next((r.shape[0] for r in rows if r is not None), 0)
+    out = np.zeros((len(groups), dim), np.float32)
+    for i, r in enumerate(rows):
+        if r is not None:
+            out[i] = r / max(float(np.linalg.norm(r)), 1e-12)
+    return out
+
+
+def merge(sources: list[str | Path], dst: str | Path, model: str | Path | None = None,
+          threshold: float = 0.6, by_name: bool = True, mapping: str | Path | None = None,
+          embedder=None) -> dict:
+    """Merge identity folders ``sources`` into ``dst``; returns the report (also ``merge_report.json``).
+
+    ``model`` is a faceforge checkpoint (``load_backbone``); ``embedder`` may instead be any callable
+    module mapping ``[B,3,H,W]`` to embeddings (with an optional ``meta`` dict).
+    """
+    if len(sources) < 2:
+        raise UserError("merge: give at least two source folders and the output folder")
+    if not -1.0 <= threshold <= 1.0:
+        raise UserError(f"--threshold: cosine similarity must lie in [-1, 1], got {threshold}")
+    srcs = [Path(s) for s in sources]
+    dst = Path(dst)
+    ids: list[tuple[int, str, list[Path]]] = []
+    for k, src in enumerate(srcs):
+        check_new_output(src, dst)
+        files, labels, names = list_identity_folder(src)
+        for lab, name in enumerate(names):
+            ids.append((k, name, [files[i] for i in np.flatnonzero(labels == lab)]))
+    uf = _UnionFind(len(ids))
+    reason = [""] * len(ids)
+    if by_name:
+        first: dict[str, int] = {}
+        for i, (_, name, _) in enumerate(ids):
+            key = name.strip().lower()
+            if key in first:
+                uf.union(first[key], i)
+                reason[i] = reason[first[key]] = "name"
+            else:
+                first[key] = i
+    pairs = []
+    if model is not None or embedder is not None:
+        if embedder is None:
+            from faceforge.models.checkpoint import load_backbone
+
+            embedder = load_backbone(model)
+        emb = identity_embeddings([g for _, _, g in ids], embedder)
+        sim = emb @ emb.T
+        src_of = np.array([k for k, _, _ in ids])
+        for i, j in zip(*np.nonzero(np.triu(sim >= threshold, 1))):
+            if src_of[i] != src_of[j] and emb[i].any() and emb[j].any():
+                uf.union(int(i), int(j))
+                pairs.append({"a": f"{srcs[src_of[i]]}:{ids[i][1]}", "b": f"{srcs[src_of[j]]}:{ids[j][1]}",
+                              "similarity": round(float(sim[i, j]), 4)})
+                reason[i] = reason[i] or "embedding"
+                reason[j] = reason[j] or "embedding"
+    merged_name: dict[int, str] = {}
+    taken: set[str] = set()
+    for i, (_, name, _) in enumerate(ids):
+        root = uf.find(i)
+        if root not in merged_name:
+            candidate, n = name, 2
+            while candidate in taken:  # two different groups whose names collide after case folding
+                candidate = f"{name}_{n}"
+                n += 1
+            taken.add(candidate)
+            merged_name[root] = candidate
+    dst.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["source", "original_identity", "merged_identity", "merged_label", "matched_by"])
+    label_of = {root: lab for lab, root in enumerate(sorted(merged_name, key=lambda r: merged_name[r]))}
+    images = 0
+    for i, (k, name, files) in enumerate(ids):
+        root = uf.find(i)
+        target = dst / merged_name[root]
+        target.mkdir(exist_ok=True)
+        for f in files:
+            shutil.copyfile(f, target / f"s{k}_{f.name}")
+            images += 1
+        writer.writerow([str(srcs[k]), name, merged_name[root], label_of[root], reason[i] or "-"])
+    mapping_path = Path(mapping) if mapping else dst / "merge_mapping.csv"
+    atomic_write_text(mapping_path, buf.getvalue())
+    result = {
+        "sources": [str(s) for s in srcs], "output": str(dst), "identities_in": len(ids),
+        "identities_out": len(merged_name), "images": images, "merged_by_name": reason.count("name"),
+        "embedding_pairs": pairs, "mapping": str(mapping_path),
+    }
+    atomic_write_text(dst / "merge_report.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    return result
