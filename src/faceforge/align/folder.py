@@ -76,20 +76,21 @@ def _extra_name(name: str, k: int) -> str:
     return f"{p.stem}_face{k}{p.suffix}"
 
 
-def _check_paths(src: Path, dst: Path) -> tuple[Path, Path]:
+def check_output_tree(src: Path, dst: Path, what: str = "align") -> tuple[Path, Path]:
+    """Resolved (src, dst); a UserError unless dst is a folder apart from src (never inside it)."""
     if not src.exists():
-        raise UserError(f"align source: folder not found: {src}")
+        raise UserError(f"{what} source: folder not found: {src}")
     if not src.is_dir():
-        raise UserError(f"align source: not a folder: {src}")
+        raise UserError(f"{what} source: not a folder: {src}")
     s, d = src.resolve(), dst.resolve()
     if d == s:
-        raise UserError(f"align destination: equals the source {src}; choose a separate folder")
+        raise UserError(f"{what} destination: equals the source {src}; choose a separate folder")
     if s in d.parents:
-        raise UserError(f"align destination: {dst} lies inside the source {src}; choose a folder outside it")
+        raise UserError(f"{what} destination: {dst} lies inside the source {src}; choose a folder outside it")
     if d in s.parents:
-        raise UserError(f"align destination: {dst} contains the source {src}; choose a separate folder")
+        raise UserError(f"{what} destination: {dst} contains the source {src}; choose a separate folder")
     if d.exists() and not d.is_dir():
-        raise UserError(f"align destination: not a folder: {dst}")
+        raise UserError(f"{what} destination: not a folder: {dst}")
     return s, d
 
 
@@ -165,7 +166,7 @@ def _read_report(path: Path) -> dict[str, list[str]]:
 # --- driver ---------------------------------------------------------------------------------------
 
 
-class _Progress:
+class Progress:
     def __init__(self, total: int, enabled: bool, stream=None):
         self.total, self.enabled, self.stream = total, enabled, stream or sys.stderr
         self.start = self.last = time.perf_counter()
@@ -219,7 +220,7 @@ def align_folder(
     DETECTORS.entry(detector)  # unknown names fail before any work
     if int(workers) < 1:
         raise UserError(f"--workers: must be >= 1, got {workers}")
-    src_path, dst_path = _check_paths(Path(src), Path(dst))
+    src_path, dst_path = check_output_tree(Path(src), Path(dst))
     files, labels, names = list_identity_folder(src_path)
     if not files:
         raise UserError(f"align source: no images under {src} (expected SRC/<identity>/<image>)")
@@ -233,7 +234,7 @@ def align_folder(
         tasks.append((f"{f.parent.name}/{f.name}", str(f), str(out_dir)))
     options = dict(detector_options or {})
     init_args = (detector, options, template, size, multi, border)
-    bar = _Progress(len(tasks), progress)
+    bar = Progress(len(tasks), progress)
     results = []
     start = time.perf_counter()
     if tasks:
