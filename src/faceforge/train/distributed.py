@@ -52,13 +52,25 @@ def all_reduce_(t: torch.Tensor, op=None) -> torch.Tensor:
     return t
 
 
+def _sizes(n: int, device) -> list[int]:
+    t = torch.tensor([n], device=device)
+    parts = [torch.zeros_like(t) for _ in range(world_size())]
+    dist.all_gather(parts, t)
+    return [int(p.item()) for p in parts]
+
+
 def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
-    """Concatenate equal-shaped tensors of every rank along dim 0 (no gradient)."""
+    """Concatenate every rank's tensor along dim 0 (no gradient). Ranks may hold different
+    numbers of rows (a rank that skipped a corrupt image); rows are padded for the transfer."""
     if not is_distributed():
         return t
-    parts = [torch.empty_like(t) for _ in range(world_size())]
-    dist.all_gather(parts, t.contiguous())
-    return torch.cat(parts)
+    sizes = _sizes(t.shape[0], t.device)
+    biggest = max(sizes)
+    padded = t.new_zeros((biggest, *t.shape[1:]))
+    padded[: t.shape[0]] = t
+    parts = [torch.empty_like(padded) for _ in range(world_size())]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([p[:n] for p, n in zip(parts, sizes)])
 
 
 def all_gather_objects(obj):
@@ -80,15 +92,15 @@ class _AllGatherGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, t):
-        ctx.batch = t.shape[0]
+        ctx.sizes = _sizes(t.shape[0], t.device)
         return all_gather_cat(t)
 
     @staticmethod
     def backward(ctx, grad):
         grad = grad.contiguous()
         dist.all_reduce(grad)
-        r = rank()
-        return grad[r * ctx.batch : (r + 1) * ctx.batch] * world_size()
+        start = sum(ctx.sizes[: rank()])
+        return grad[start : start + ctx.sizes[rank()]] * world_size()
 
 
 def all_gather_with_grad(t: torch.Tensor) -> torch.Tensor:

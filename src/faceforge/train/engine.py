@@ -151,6 +151,7 @@ class Trainer:
             )
         self.total_steps = self.plan.steps_per_epoch * cfg.train.epochs
         self.state = TrainState()
+        self.tb = None
         if resume:
             self._resume(resume)
 
@@ -160,7 +161,6 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(self.backbone, device_ids=ids)
         if cfg.train.compile:
             self.model = torch.compile(self.model)
-        self.tb = None
         if cfg.train.tensorboard and self.rank == 0:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -300,7 +300,8 @@ class Trainer:
                 )
             self.scaler.scale(loss / accum).backward()
             outs.append(
-                {k: float(v.detach().float().mean()) for k, v in out.items()} | {"loss_total": float(loss.detach())}
+                {k: float(v.detach().float().mean()) for k, v in out.items()}
+                | {"loss_total": float(loss.detach())}
             )
         if cfg.optim.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
@@ -311,6 +312,17 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.mode.after_step(self.backbone)
         return {k: sum(o[k] for o in outs) / len(outs) for k in outs[0]}
+
+    def _out_of_budget(self, t_start: float, budget_s: float) -> bool:
+        """Step or wall-clock budget spent; the time decision is shared so every rank stops together."""
+        steps = self.cfg.train.max_steps
+        if steps and self.state.global_step >= steps:
+            return True
+        if not budget_s:
+            return False
+        flag = torch.tensor([float(time.time() - t_start > budget_s)], device=self.device)
+        D.all_reduce_(flag, op=torch.distributed.ReduceOp.MAX if D.is_distributed() else None)
+        return bool(flag.item())
 
     def fit(self) -> dict:
         from tqdm import tqdm
@@ -353,8 +365,10 @@ class Trainer:
                 st.skipped_images += int(skipped)
                 out["skipped_images"] = st.skipped_images
                 bar.update(1)
+                stop = self._out_of_budget(t_start, budget_s)
                 if (
-                    st.global_step % max(1, cfg.train.log_every) == 0
+                    stop
+                    or st.global_step % max(1, cfg.train.log_every) == 0
                     or st.step_in_epoch == self.plan.steps_per_epoch
                 ):
                     dt = max(time.time() - t_log, 1e-9)
@@ -371,10 +385,7 @@ class Trainer:
                     t_log, n_log = time.time(), 0
                 if cfg.train.save_every_steps and st.global_step % cfg.train.save_every_steps == 0:
                     self.save("last.ckpt", last_metrics)
-                if (budget_s and time.time() - t_start > budget_s) or (
-                    cfg.train.max_steps and st.global_step >= cfg.train.max_steps
-                ):
-                    stop = True
+                if stop:
                     break
             bar.close()
             epoch_done = st.step_in_epoch >= self.plan.steps_per_epoch

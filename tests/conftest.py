@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} not present (../shared is expected beside the checkout)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory) -> Path:
+    """6 identities × 8 noisy 112×112 JPEGs (each identity a fixed pattern) plus one corrupt file."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("tiny_folder")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        d = root / f"id{i}"
+        d.mkdir()
+        base = rng.integers(0, 255, (112, 112, 3))
+        for k in range(8):
+            img = np.clip(base + rng.integers(-25, 25, base.shape), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(d / f"{k}.jpg"), img)
+    (root / "id0" / "corrupt.jpg").write_bytes(b"not a jpeg")
+    return root
