@@ -98,3 +98,19 @@ def assert_close_to_reference(y: torch.Tensor, ref: torch.Tensor, rel: float = 2
     scale = ref.abs().max().item()
     err = (y.double() - ref.double()).abs().max().item()
     assert err <= rel * scale, f"max abs diff {err:.3g} > {rel:g} * max|ref| ({scale:.3g})"
+
+
+def build_with_reference_init(name: str, **options):
+    """``build_backbone(name)`` with ``reference_init`` weights, in eval mode.
+
+    The model is built on the meta device first, so the (expensive, discarded) default init of a
+    large net is skipped.
+    """
+    from faceforge.models import build_backbone
+
+    with torch.device("meta"):
+        model = build_backbone(name, **options)
+    init = reference_init(model.state_dict())
+    model.to_empty(device="cpu")
+    model.load_state_dict(init, strict=True)
+    return model.eval(), init

@@ -8,9 +8,9 @@ import torch
 from faceforge.models import build_backbone
 from reference_init import (
     assert_close_to_reference,
+    build_with_reference_init,
     load_manifest,
     load_output,
-    reference_init,
     reference_init_sha256,
     reference_input,
 )
@@ -18,15 +18,12 @@ from reference_init import (
 
 def _check(name: str, fixture: str) -> None:
     manifest = load_manifest(fixture)
-    model = build_backbone(name)
+    model, init = build_with_reference_init(name)
     sd = model.state_dict()
     # identical keys, order and shapes: a faceforge state_dict loads into arcface_torch unchanged
     assert list(sd) == [e["key"] for e in manifest["entries"]]
     assert [tuple(t.shape) for t in sd.values()] == [tuple(e["shape"]) for e in manifest["entries"]]
-    init = reference_init(sd)
     assert reference_init_sha256(init) == manifest["reference_init_sha256"]
-    model.load_state_dict(init, strict=True)
-    model.eval()
     with torch.no_grad():
         y = model(reference_input())
     assert_close_to_reference(y, load_output(fixture)["embeddings_fp32"])
@@ -61,11 +58,11 @@ def test_iresnet_features_bn_weight_frozen():
     assert torch.all(model.features.weight == 1)
 
 
+@pytest.mark.slow
 def test_iresnet_fp64_matches_fp64_reference():
     manifest = load_manifest("arcface_r18")
-    model = build_backbone("iresnet18")
-    model.load_state_dict(reference_init(model.state_dict()), strict=True)
-    model.eval().double()
+    model, _ = build_with_reference_init("iresnet18")
+    model.double()
     with torch.no_grad():
         y = model(reference_input().double())
     ref = load_output("arcface_r18")["embeddings_fp64"]
