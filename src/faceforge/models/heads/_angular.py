@@ -8,8 +8,11 @@ import torch
 
 
 def safe_sin(c: torch.Tensor) -> torch.Tensor:
-    """sin θ for cos θ = c, with a floor of one ulp under the root so d/dc stays finite at |c| = 1."""
-    return torch.sqrt((1.0 - c * c).clamp(min=torch.finfo(c.dtype).eps))
+    """sin θ = √(1 − c²) for cos θ = c, exact in value; its derivative is taken with one ulp under the
+    root, so it stays finite (≈ 1/√eps) at |c| = 1 where the true one is infinite."""
+    one_minus = 1.0 - c * c
+    floored = torch.sqrt(one_minus.clamp(min=torch.finfo(c.dtype).eps))
+    return floored + (torch.sqrt(one_minus.clamp(min=0.0)) - floored).detach()
 
 
 def arc_target(c: torch.Tensor, m, fallback: str = "msinm") -> torch.Tensor:
