@@ -70,7 +70,9 @@ FACEX = {
     "MagFace": ("magface", dict(s=64, l_a=10, u_a=110, l_m=0.45, u_m=0.8, lamda_g=20, fallback="cos"), "T"),
     # MV-Softmax / NPCFace apply the target margin conditionally (README section 7): facex_compat
     "MV-Softmax": ("mv_softmax", dict(s=32, m=0.35, mv_weight=1.12, variant="am", facex_compat=True), "T"),
-    "MV-Softmax-arc": ("mv_softmax", dict(s=32, m=0.35, mv_weight=1.12, variant="arc", facex_compat=True), "T"),
+    "MV-Softmax-arc": (
+        "mv_softmax", dict(s=32, m=0.35, mv_weight=1.12, variant="arc", facex_compat=True), "T",
+    ),
     "NPCFace": ("npcface", dict(s=32, m=0.35, facex_compat=True), "T"),
     # stateful: t / scale evolve over the fixture's calls (training mode, as the peer ran)
     "CurricularFace": ("curricularface", dict(s=64, m=0.5), "T"),
@@ -175,7 +177,9 @@ OPENSPHERE = {
     "SphereFaceR_H_v1": ("sphereface_r", dict(s=60, m=1.4, magn_type="v1"), lambda ce, e: 50 * ce / 60),
     "SphereFaceR_H_v2": ("sphereface_r", dict(s=60, m=1.4, magn_type="v2"), lambda ce, e: 50 * ce / 60),
     "SphereFaceR_N_v2": (
-        "sphereface_r", dict(m=1.0, magn_type="v2", feature_norm="none", dm=0.2, steps=[1, 2]), lambda ce, e: ce,
+        "sphereface_r",
+        dict(m=1.0, magn_type="v2", feature_norm="none", dm=0.2, steps=[1, 2]),
+        lambda ce, e: ce,
     ),
     # S: loss_norm is scaled by s/lw so CE + loss_norm = (s/lw)·peer loss
     "SphereFaceR_S_v2": (
