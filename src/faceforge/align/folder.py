@@ -167,8 +167,8 @@ def _read_report(path: Path) -> dict[str, list[str]]:
 
 
 class Progress:
-    def __init__(self, total: int, enabled: bool, stream=None):
-        self.total, self.enabled, self.stream = total, enabled, stream or sys.stderr
+    def __init__(self, total: int, enabled: bool, label: str = "align", stream=None):
+        self.total, self.enabled, self.label, self.stream = total, enabled, label, stream or sys.stderr
         self.start = self.last = time.perf_counter()
         self.done = 0
 
@@ -182,7 +182,7 @@ class Progress:
             width = 30
             fill = int(width * self.done / max(self.total, 1))
             self.stream.write(
-                f"\ralign [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
+                f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
                 f"{rate:.1f} img/s eta {int(eta) // 60:d}:{int(eta) % 60:02d}"
             )
             if self.done == self.total:

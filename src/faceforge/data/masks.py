@@ -213,7 +213,7 @@ def mask_folder(
     tex = load_textures(textures) if textures else None
     counts = {"images": len(files), "identities": len(names), "masked": 0, "skipped_existing": 0,
               "corrupt": 0}
-    bar = Progress(len(files), progress)
+    bar = Progress(len(files), progress, label="mask")
     for f in files:
         rel = f"{f.parent.name}/{f.name}"
         out = dst_path / f.parent.name / output_name(f.name)
