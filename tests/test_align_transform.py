@@ -49,17 +49,38 @@ def test_recovers_known_similarity(angle, scale, tx, ty):
     np.testing.assert_allclose(est, m, atol=1e-9)
 
 
-def test_least_squares_with_noise_matches_closed_form():
-    # in 2-D the reflection-free least-squares similarity has a closed form in complex numbers
-    rng = np.random.default_rng(1)
+def umeyama_svd(src, dst):
+    # Umeyama (1991) as published: SVD of the cross-covariance, reflection excluded
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    sc, dc = src - mu_s, dst - mu_d
+    cov = dc.T @ sc / len(src)
+    u, s, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[1] = -1
+    r = u @ np.diag(d) @ vt
+    c = (s * d).sum() / ((sc**2).sum() / len(src))
+    return np.hstack([c * r, (mu_d - c * r @ mu_s)[:, None]])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_least_squares_with_noise_matches_umeyama_svd(seed):
+    rng = np.random.default_rng(seed)
     src = rng.uniform(0, 100, (5, 2))
-    dst = rng.uniform(0, 100, (5, 2))
-    z, w = src[:, 0] + 1j * src[:, 1], dst[:, 0] + 1j * dst[:, 1]
-    zc, wc = z - z.mean(), w - w.mean()
-    a = (np.conj(zc) * wc).sum() / (np.abs(zc) ** 2).sum()
-    t = w.mean() - a * z.mean()
-    expected = np.array([[a.real, -a.imag, t.real], [a.imag, a.real, t.imag]])
-    np.testing.assert_allclose(estimate_similarity(src, dst), expected, atol=1e-9)
+    dst = rng.uniform(0, 100, (5, 2)) if seed % 2 else src @ [[0, 1], [1, 0]]  # odd seeds: a reflection
+    np.testing.assert_allclose(estimate_similarity(src, dst), umeyama_svd(src, dst), atol=1e-9)
+
+
+def test_least_squares_is_optimal():
+    rng = np.random.default_rng(7)
+    src, dst = rng.uniform(0, 100, (5, 2)), rng.uniform(0, 100, (5, 2))
+    m = estimate_similarity(src, dst)
+    best = ((transform_points(src, m) - dst) ** 2).sum()
+    for _ in range(50):  # any nearby similarity fits worse
+        a, b, tx, ty = m[0, 0], m[1, 0], m[0, 2], m[1, 2]
+        da, db, dtx, dty = rng.normal(0, [1e-3, 1e-3, 0.1, 0.1])
+        other = np.array([[a + da, -(b + db), tx + dtx], [b + db, a + da, ty + dty]])
+        assert ((transform_points(src, other) - dst) ** 2).sum() > best
 
 
 def test_no_reflection():

@@ -98,26 +98,30 @@ def _check_points(points, name: str) -> np.ndarray:
 
 def estimate_similarity(src, dst) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation; no reflection) mapping
-    ``src`` onto ``dst``, as a 2x3 float64 matrix. Umeyama (1991), eqs. 38-42."""
+    ``src`` onto ``dst``, as a 2x3 float64 matrix.
+
+    This is Umeyama's (1991) solution, eqs. 38-42, with the reflection excluded. In 2-D it has a
+    closed form: writing the centred points as complex numbers z (source) and w (destination), the
+    optimal ``c * R`` is ``sum(conj(z) * w) / sum(|z|^2)`` -- no SVD needed.
+    """
     src = _check_points(src, "source points")
     dst = _check_points(dst, "destination points")
     if src.shape != dst.shape:
         raise DegeneratePoints(f"point sets differ in shape: {src.shape} vs {dst.shape}")
     mu_s, mu_d = src.mean(0), dst.mean(0)
     sc, dc = src - mu_s, dst - mu_d
-    var_s = (sc**2).sum() / len(src)
+    var = float((sc * sc).sum())
     extent = max(float(np.abs(src).max()), 1.0)
-    if var_s <= (1e-9 * extent) ** 2:
+    if var <= len(src) * (1e-9 * extent) ** 2:
         raise DegeneratePoints("source points: all (nearly) coincide; cannot estimate a similarity")
-    cov = dc.T @ sc / len(src)
-    u, s, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[1] = -1.0  # best rotation when the optimum would be a reflection
-    r = u @ np.diag(d) @ vt
-    c = float((s * d).sum() / var_s)
-    t = mu_d - c * r @ mu_s
-    return np.hstack([c * r, t[:, None]])
+    a = float((sc * dc).sum()) / var  # c * cos(theta)
+    b = float((sc[:, 0] * dc[:, 1] - sc[:, 1] * dc[:, 0]).sum()) / var  # c * sin(theta)
+    return np.array(
+        [
+            [a, -b, mu_d[0] - a * mu_s[0] + b * mu_s[1]],
+            [b, a, mu_d[1] - b * mu_s[0] - a * mu_s[1]],
+        ]
+    )
 
 
 def transform_points(points, matrix) -> np.ndarray:
