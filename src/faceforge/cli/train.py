@@ -15,7 +15,9 @@ def add_commands(sub) -> None:
         "torchrun --nproc_per_node=N -m faceforge train CONFIG",
     )
     add_config_options(p)
-    p.add_argument("--resume", metavar="CKPT", help="resume from a training checkpoint ('auto' = OUTPUT/last.ckpt)")
+    p.add_argument(
+        "--resume", metavar="CKPT", help="resume from a training checkpoint ('auto' = OUTPUT/last.ckpt)"
+    )
     p.add_argument("--repeat", type=int, default=1, metavar="N", help="run N seeds and report mean ± std")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

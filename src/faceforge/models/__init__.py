@@ -28,6 +28,8 @@ def build_backbone(name: str, **options: Any) -> nn.Module:
     model = BACKBONES.build(name, where="model", **options)
     meta = backbone_meta(name)
     meta.update({"backbone": name, "options": dict(options)})
+    if "input_size" in options:  # a backbone built for another input (e.g. the upper half face)
+        meta["input_size"] = tuple(int(v) for v in options["input_size"])
     meta["embedding_size"] = int(getattr(model, "embedding_size", options.get("embedding_size", 512)))
     model.meta = meta
     return model
