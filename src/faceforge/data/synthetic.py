@@ -735,17 +735,9 @@ def _indexed(item):
     return i, _render_identities(job)
 
 
-def write_pairs(root, n_ids: int, k: int, folds: int = 10, per_fold: int | None = None, offset: int = 0,
-                seed: int = 0, filename: str = "pairs.txt") -> Path:
-    """Write an LFW-layout verification pairs file for identities ``offset .. offset+n_ids-1``.
-
-    Line 1 is ``<folds> <n>``; each fold then lists ``n`` same pairs ``name i j`` followed by ``n``
-    different pairs ``name1 i name2 j``, with 1-based image numbers: ``name i`` is the file
-    ``<root>/<name>/<name>_<i:04d>.jpg`` as written by :func:`write_dataset`. Folds hold disjoint
-    identities, as LFW's do. ``n`` defaults to min(300, what the identities allow).
-    """
-    from faceforge.atomic import atomic_write_text
-
+def make_pairs(n_ids: int, k: int, folds: int = 10, per_fold: int | None = None, offset: int = 0,
+               seed: int = 0) -> str:
+    """The text of an LFW-layout pairs file (see :func:`write_pairs`); checks the request first."""
     _check_counts(n_ids, k, offset)
     if folds < 1:
         raise UserError(f"pairs: expected at least 1 fold, got {folds}")
@@ -756,31 +748,44 @@ def write_pairs(root, n_ids: int, k: int, folds: int = 10, per_fold: int | None 
             f"pairs: {folds} folds of disjoint identities need at least {2 * folds} identities, got {n_ids}"
         )
     rng = np.random.default_rng([seed, 0x9A, offset, n_ids, k, folds])
-    ids = offset + rng.permutation(n_ids)
-    groups = np.array_split(ids, folds)
+    groups = np.array_split(offset + rng.permutation(n_ids), folds)
     same_cap = min(len(g) * k * (k - 1) // 2 for g in groups)
     diff_cap = min(len(g) * (len(g) - 1) // 2 * k * k for g in groups)
     cap = min(same_cap, diff_cap)
     if per_fold is None:
         per_fold = min(300, cap)
-    if per_fold < 1 or per_fold > cap:
+    if not 1 <= per_fold <= cap:
         raise UserError(f"pairs: {per_fold} pairs per fold requested; these identities allow 1..{cap}")
     lines = [f"{folds}\t{per_fold}"]
     for g in groups:
-        g = np.sort(g)
-        same = set()
-        while len(same) < per_fold:
-            j = int(g[rng.integers(len(g))])
-            a, b = sorted(rng.choice(k, 2, replace=False).tolist())
-            same.add((j, a, b))
-        diff = set()
-        while len(diff) < per_fold:
-            j1, j2 = sorted(rng.choice(g, 2, replace=False).tolist())
-            diff.add((int(j1), int(rng.integers(k)), int(j2), int(rng.integers(k))))
-        lines += [f"{identity_name(j)}\t{a + 1}\t{b + 1}" for j, a, b in sorted(same)]
-        lines += [
-            f"{identity_name(j1)}\t{a + 1}\t{identity_name(j2)}\t{b + 1}" for j1, a, j2, b in sorted(diff)
-        ]
+        # enumerate every candidate, then sample without replacement: exact counts, no retry loops
+        same = [(int(j), a, b) for j in np.sort(g) for a in range(k) for b in range(a + 1, k)]
+        pick = np.sort(rng.choice(len(same), per_fold, replace=False))
+        lines += [f"{identity_name(same[i][0])}\t{same[i][1] + 1}\t{same[i][2] + 1}" for i in pick]
+        ids = np.sort(g)
+        n_pairs = len(ids) * (len(ids) - 1) // 2
+        chosen = np.sort(rng.choice(n_pairs * k * k, per_fold, replace=False))
+        iu, ju = np.triu_indices(len(ids), 1)
+        for c in chosen:
+            pair, rest = divmod(int(c), k * k)
+            a, b = divmod(rest, k)
+            j1, j2 = int(ids[iu[pair]]), int(ids[ju[pair]])
+            lines.append(f"{identity_name(j1)}\t{a + 1}\t{identity_name(j2)}\t{b + 1}")
+    return "\n".join(lines) + "\n"
+
+
+def write_pairs(root, n_ids: int, k: int, folds: int = 10, per_fold: int | None = None, offset: int = 0,
+                seed: int = 0, filename: str = "pairs.txt") -> Path:
+    """Write an LFW-layout verification pairs file for identities ``offset .. offset+n_ids-1``.
+
+    Line 1 is ``<folds><TAB><n>``; each fold then lists ``n`` same pairs ``name<TAB>i<TAB>j`` followed
+    by ``n`` different pairs ``name1<TAB>i<TAB>name2<TAB>j``, with 1-based image numbers: ``name i`` is
+    the file ``<root>/<name>/<name>_<i:04d>.jpg`` as written by :func:`write_dataset`. Folds hold
+    disjoint identities, as LFW's do. ``n`` defaults to min(300, what the identities allow).
+    """
+    from faceforge.atomic import atomic_write_text
+
+    text = make_pairs(n_ids, k, folds, per_fold, offset, seed)
     path = Path(root) / filename
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, text)
     return path
