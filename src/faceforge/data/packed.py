@@ -114,7 +114,7 @@ class PackedDataset(FaceDataset):
         labels = np.frombuffer(meta[:labels_len], dtype="<i8").astype(np.int64)
         try:
             info = json.loads(meta[labels_len:].decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise UserError(f"{where}: unreadable metadata at byte offset {meta_off + labels_len}") from None
         if labels.size and (labels.min() < 0 or labels.max() >= max(num_classes, 1)):
             raise UserError(f"{where}: labels outside [0, {num_classes}) in the metadata")

@@ -58,7 +58,7 @@ class RecordIODataset(FaceDataset):
             if lab.size < 2:
                 raise UserError(f"{rec}: header record 0 has {lab.size} label(s); expected [first, end]")
             id_start, id_end = int(lab[0]), int(lab[1])
-            if not 1 <= id_start <= id_end or id_start - 1 > len(keys):
+            if not 1 <= id_start <= id_end or id_start - 1 > len(keys) or id_end - id_start > len(keys):
                 raise UserError(f"{rec}: header record 0 holds an impossible range [{id_start}, {id_end})")
             self.keys = np.arange(1, id_start, dtype=np.int64)
             self.identity_ranges = []
@@ -72,17 +72,15 @@ class RecordIODataset(FaceDataset):
         labels = np.empty(len(self.keys), dtype=np.int64)
         for i, k in enumerate(self.keys):
             labels[i] = self._label_of(int(k))
-        if len(labels) and labels.min() < 0:
-            raise UserError(f"{rec}: negative label {labels.min()} in the image records")
         self.labels = labels
-        self.names = [str(c) for c in range(self.num_classes)]
+        self.names = None  # RecordIO stores class indices only
 
     def _label_of(self, key: int) -> int:
         header = self.reader.peek_header(key)
         label = header.label
         value = float(np.asarray(label).ravel()[0]) if header.flag > 0 else float(label)
-        if not np.isfinite(value):
-            raise UserError(f"{self.reader.rec_path}: record {key} has a non-finite label")
+        if not np.isfinite(value) or not 0 <= value < 2**31:
+            raise UserError(f"{self.reader.rec_path}: record {key} has an impossible label {value}")
         return int(value)
 
     def raw(self, index: int) -> bytes:
