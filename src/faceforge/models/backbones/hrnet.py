@@ -152,6 +152,7 @@ class HRNet(nn.Module):
         final_channels: int = 2048,
         embedding_size: int = 512,
         out_hw: tuple[int, int] = (7, 7),
+        stem: int = 64,
     ):
         super().__init__()
         if len(stages) != 4 or len(stages[0].channels) != 1:
@@ -162,13 +163,13 @@ class HRNet(nn.Module):
         if len(head_channels) != len(stages[-1].channels):
             raise UserError("model.head_channels: need one width per final branch")
         self.embedding_size = embedding_size
-        self.conv1 = nn.Conv2d(3, 64, 3, 2, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.conv2 = nn.Conv2d(64, 64, 3, 1, 1, bias=False)  # stride 1 in FaceX-Zoo (2 in cls_hrnet)
-        self.bn2 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(3, stem, 3, 2, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem)
+        self.conv2 = nn.Conv2d(stem, stem, 3, 1, 1, bias=False)  # stride 1 in FaceX-Zoo (2 in cls_hrnet)
+        self.bn2 = nn.BatchNorm2d(stem)
         s1 = stages[0]
         block = BLOCKS[s1.block]
-        self.layer1 = _layer(block, 64, s1.channels[0], s1.blocks[0])
+        self.layer1 = _layer(block, stem, s1.channels[0], s1.blocks[0])
         pre = [s1.channels[0] * block.expansion]
         for k, stage in enumerate(stages[1:], start=1):
             block = BLOCKS[stage.block]
@@ -241,4 +242,4 @@ def hrnet_tiny(embedding_size: int = 32) -> HRNet:
         Stage(1, "basic", (1, 1, 1), (4, 8, 16)),
         Stage(1, "basic", (1, 1, 1, 1), (4, 8, 16, 32)),
     )
-    return HRNet(stages, (4, 8, 8, 16), 32, embedding_size)
+    return HRNet(stages, (4, 8, 8, 16), 32, embedding_size, stem=8)

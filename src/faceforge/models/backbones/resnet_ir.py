@@ -131,4 +131,4 @@ def resnet152_irse(embedding_size: int = 512, drop_ratio: float = 0.4) -> ResNet
 @BACKBONES.register("resnet_ir_tiny", input_size=(112, 112), template="arcface")
 def resnet_ir_tiny(embedding_size: int = 32, se: bool = True) -> ResNetIR:
     """One unit per stage at 1/8-1/16 width, for interface tests."""
-    return ResNetIR((1, 1, 1, 1), (8, 16, 16, 32), se, embedding_size, 0.0)
+    return ResNetIR((1, 1, 1, 1), (16, 16, 32, 32), se, embedding_size, 0.0)
