@@ -30,7 +30,8 @@ def _pyplot():
 def _save(fig, path: str | Path) -> Path:
     plt = _pyplot()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.tight_layout()  # one layout pass; bbox_inches="tight" would draw the figure twice
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
