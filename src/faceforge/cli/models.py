@@ -1,0 +1,52 @@
+"""``faceforge models`` (the backbone zoo with its complexity) and ``faceforge import``."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("models", help="list registered backbones with params and MACs",
+                       description="Every registered backbone: input size, parameters and MACs at that "
+                                   "size (counted, see docs/models.md), and published figures where known.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these backbones (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser("import", help="convert a peer backbone checkpoint into a faceforge checkpoint",
+                       description="Convert an arcface_torch backbone.pth, a FaceX-Zoo, sphereface_pytorch "
+                                   "or OpenSphere checkpoint into a faceforge checkpoint that "
+                                   "faceforge.models.checkpoint.load_backbone() loads with one call.")
+    p.add_argument("src", help="peer checkpoint file")
+    p.add_argument("--from", dest="source", required=True,
+                   choices=["arcface_torch", "facex", "sphereface", "opensphere"], help="peer framework")
+    p.add_argument("--backbone", required=True, help="faceforge backbone name (see 'faceforge models')")
+    p.add_argument("--out", required=True, help="faceforge checkpoint to write")
+    p.add_argument("--embedding-size", type=int, default=None,
+                   help="embedding width (default: inferred from the checkpoint)")
+    p.set_defaults(func=_import)
+
+
+def _models(args) -> int:
+    from faceforge.models.complexity import format_table, registry_table
+
+    rows = registry_table(args.names or None)
+    if args.json:
+        for r in rows:
+            print(json.dumps(r.as_dict()))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def _import(args) -> int:
+    from faceforge.models.convert import import_checkpoint
+
+    options = {} if args.embedding_size is None else {"embedding_size": args.embedding_size}
+    summary = import_checkpoint(args.src, args.source, args.backbone, args.out, **options)
+    m = summary["meta"]
+    h, w = m["input_size"]
+    print(f"wrote {args.out}: {summary['backbone']} ({summary['entries']} entries, "
+          f"{summary['params']:,} params, {m['embedding_size']}-d, input {h}x{w}, "
+          f"template {m['template']}, mean {m['mean']:g} std {m['std']:.6g})")
+    return 0
