@@ -44,11 +44,12 @@ class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, se_ratio: float = 0.25, divisor: int = 4):
         super().__init__()
         reduced = make_divisible(channels * se_ratio, divisor)
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)  # a module (not F.*) so MAC counters see it, as in the peer
         self.conv_reduce = nn.Conv2d(channels, reduced, 1, bias=True)
         self.conv_expand = nn.Conv2d(reduced, channels, 1, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.conv_expand(F.relu(self.conv_reduce(F.adaptive_avg_pool2d(x, 1))))
+        s = self.conv_expand(F.relu(self.conv_reduce(self.avg_pool(x))))
         return x * (F.relu6(s + 3.0) / 6.0)  # hard sigmoid gate
 
 
