@@ -108,15 +108,16 @@ class _BatchBuilder(torch.utils.data.Dataset):
         else:
             raw, kept, skipped = self._decode(indices)
             indices, flips = indices[kept], flips[kept]
-        x = torch.from_numpy(np.ascontiguousarray(raw))  # [B,H,W,3] uint8
-        if flips.any():
-            sel = torch.from_numpy(np.flatnonzero(flips))
-            x[sel] = x[sel].flip(2)
-        out = torch.empty((x.shape[0], 3, x.shape[1], x.shape[2]), dtype=torch.float32)
-        out.copy_(x.permute(0, 3, 1, 2))
-        out.mul_(self.scale).add_(self.shift)
+        # HWC uint8 -> CHW float32, flipping through a negative-stride view (no extra copy); the
+        # normalisation then runs once on the whole batch tensor
+        out = np.empty((raw.shape[0], 3, raw.shape[1], raw.shape[2]), dtype=np.float32)
+        for k in range(raw.shape[0]):
+            src = raw[k, :, ::-1] if flips[k] else raw[k]
+            np.copyto(out[k], src.transpose(2, 0, 1))
+        images = torch.from_numpy(out)
+        images.mul_(self.scale).add_(self.shift)
         labels = torch.from_numpy(np.asarray(self.dataset.labels[indices], dtype=np.int64))
-        return out, labels, skipped
+        return images, labels, skipped
 
 
 def _identity(batch):
