@@ -140,6 +140,8 @@ class Identity:
     eye_open: float
     mouth_width: float
     lip_upper: float
+    palette: dict | None = None  # drawing colours as cv2 tuples, filled on first use
+    polygons: dict | None = None  # point indices of the composite outlines
 
 
 class _Blocks:
@@ -381,6 +383,34 @@ def _col(c) -> tuple[float, float, float]:
     return (float(c[0]), float(c[1]), float(c[2]))
 
 
+def _prepare_drawing(ident: Identity) -> None:
+    """Colours and outline indices that every image of an identity reuses."""
+    skin, hair = ident.skin, ident.hair
+    shade = skin * 0.82
+    ident.palette = {
+        "skin": _col(skin), "shade": _col(shade), "neck": _col(shade * 0.92),
+        "back_hair": _col(hair * 0.85),
+        "hair": _col(hair), "stubble": _col(hair * 0.5 + skin * 0.5), "beard": _col(hair * 0.9),
+        "mole": _col(skin * 0.45), "lid": _col(hair * 0.3 + 10), "low_lid": _col(shade * 0.85),
+        "iris": _col(ident.iris), "brow": _col(ident.brow), "nose": _col(shade * 0.9),
+        "nose_base": _col(shade * 0.75), "nostril": _col(shade * 0.45), "lip": _col(ident.lip),
+        "lip_line": _col(ident.lip * 0.55), "glasses": _col(ident.glasses_colour),
+        "occluder": _col(skin * 0.9),
+    }
+    b = ident.blocks
+
+    def idx(*parts):
+        return np.concatenate([np.arange(p.start, p.stop)[::-1] if rev else np.arange(p.start, p.stop)
+                               for p, rev in parts])
+
+    edge = b["fringe"] if ident.hair_style == 3 else b["hairline"]
+    ident.polygons = {
+        "head": idx((slice(0, 21), False), (b["head_top"], False)),
+        "back_hair": idx((b["hair_outer"], True), (b["hair_long"], True)),
+        "cap": idx((b["hair_outer"], False), (edge, False)),
+    }
+
+
 class SyntheticFaces:
     """Renderer of ``(identity j, image k)`` pairs.
 
@@ -411,6 +441,7 @@ class SyntheticFaces:
             if len(self._ids) > 4096:
                 self._ids.clear()
             ident = self._ids[j] = make_identity(self.seed, j, self.spread)
+            _prepare_drawing(ident)
         return ident
 
     # ----- geometry ---------------------------------------------------------------------------
@@ -503,40 +534,36 @@ class SyntheticFaces:
             else:
                 cv2.line(img, p0, (p0[0] + r, p0[1] - r), colour, max(1, int(sh[4] * n * 0.04)), aa, SH)
 
-        skin = ident.skin * (0.95 + 0.1 * a[4])
-        shade = skin * 0.82
-        hair = ident.hair
+        c = ident.palette
+        polys = ident.polygons
         # shoulders and neck, long hair behind the head, ears, then the head itself
         fill(img, [P[B["shoulders"]]], _col(a[5:8] * 235 + 10), aa, SH)
-        fill(img, [P[B["neck"]]], _col(shade * 0.92), aa, SH)
+        fill(img, [P[B["neck"]]], c["neck"], aa, SH)
         if ident.hair_style == 2:
-            long = P[B["hair_long"]]
-            fill(img, [np.concatenate([P[B["hair_outer"]][::-1], long[::-1]])], _col(hair * 0.85), aa, SH)
+            fill(img, [P[polys["back_hair"]]], c["back_hair"], aa, SH)
         ear_r = max(1, int(ident.points[B["ears"]][2, 1] * scale * _ONE))
         ears = P[B["ears"]]
         for e in (ears[0], ears[1]):
-            ellipse(img, (int(e[0]), int(e[1])), (int(ear_r * 0.6), ear_r), 0, 0, 360, _col(shade), -1, aa,
-                    SH)
-        fill(img, [np.concatenate([P[0:21], P[B["head_top"]]])], _col(skin), aa, SH)
+            ellipse(img, (int(e[0]), int(e[1])), (int(ear_r * 0.6), ear_r), 0, 0, 360, c["shade"], -1, aa, SH)
+        fill(img, [P[polys["head"]]], c["skin"], aa, SH)
         # the cheek turned away from the camera is a little darker
         cheek = P[B["cheeks"]][1 if yaw > 0 else 0]
         cr = int(scale * 0.32 * _ONE)
         ellipse(img, (int(cheek[0]), int(cheek[1])), (cr, int(cr * 1.4)), 0, 0, 360,
-                _col(skin * (0.96 - 0.1 * abs(math.sin(yaw)))), -1, aa, SH)
+                _col(ident.skin * (0.96 - 0.1 * abs(math.sin(yaw)))), -1, aa, SH)
         if ident.mole:
             mr = max(1, int(ident.points[B["mole"]][1, 0] * scale * _ONE))
             mole = P[B["mole"]][0]
-            cv2.circle(img, (int(mole[0]), int(mole[1])), mr, _col(skin * 0.45), -1, aa, SH)
+            cv2.circle(img, (int(mole[0]), int(mole[1])), mr, c["mole"], -1, aa, SH)
 
         # hair on top: a cap down to the hairline or a fringe; a shadow of stubble when bald
         if ident.hair_style == 0:
-            poly(img, [P[B["head_top"]]], False, _col(hair * 0.5 + skin * 0.5), lw, aa, SH)
+            poly(img, [P[B["head_top"]]], False, c["stubble"], lw, aa, SH)
         else:
-            edge = P[B["fringe"]] if ident.hair_style == 3 else P[B["hairline"]]
-            fill(img, [np.concatenate([P[B["hair_outer"]], edge])], _col(hair), aa, SH)
+            fill(img, [P[polys["cap"]]], c["hair"], aa, SH)
 
         # beard before the mouth so the lips stay on top
-        beard_col = _col(hair * 0.9)
+        beard_col = c["beard"]
         if ident.beard == 1:
             fill(img, [P[B["beard"]]], beard_col, aa, SH)
         if ident.beard in (1, 2):
@@ -549,43 +576,42 @@ class SyntheticFaces:
         iris_r = ident.eye_open * 1.15 * scale * _ONE
         ir = (int(iris_r * 0.95), max(1, int(iris_r * min(1.0, eye_open * 0.95))))
         gaze = (a[10] - 0.5) * iris_r * 0.6
-        lid, low_lid = _col(hair * 0.3 + 10), _col(shade * 0.85)
+        lid, low_lid = c["lid"], c["low_lid"]
         eyes = pts[21:37].reshape(2, 8, 2)
         centres = eyes.mean(1, keepdims=True)
         e_draw = _fx(centres + (eyes - centres) * [1.0, eye_open])
-        for e, c in zip(e_draw, centres[:, 0] * _ONE):
+        for e, cen in zip(e_draw, centres[:, 0] * _ONE):
             fill(img, [e], (236.0, 232.0, 226.0), aa, SH)
-            ic = (int(c[0] + gaze), int(c[1]))
-            ellipse(img, ic, ir, 0, 0, 360, _col(ident.iris), -1, aa, SH)
+            ic = (int(cen[0] + gaze), int(cen[1]))
+            ellipse(img, ic, ir, 0, 0, 360, c["iris"], -1, aa, SH)
             cv2.circle(img, ic, max(1, int(iris_r * 0.45)), (15.0, 12.0, 12.0), -1, aa, SH)
             poly(img, [e[0:5]], False, lid, lw, aa, SH)
             poly(img, [e[_LOWER_LID]], False, low_lid, 1, aa, SH)
-        fill(img, [P[37:45], P[45:53]], _col(ident.brow), aa, SH)
+        fill(img, [P[37:45], P[45:53]], c["brow"], aa, SH)
 
         # nose: a shadow down one side of the bridge, the lower edge and the nostrils
         nose = P[75:88]
-        nose_shade = _col(shade * 0.9)
-        poly(img, [nose[[1, 3, 4, 5, 6]] if light[0] > 0.5 else nose[[1, 3, 4, 12, 11]]], False, nose_shade,
-             lw, aa, SH)
-        poly(img, [nose[5:13]], False, _col(shade * 0.75), lw, aa, SH)
+        side = nose[[1, 3, 4, 5, 6]] if light[0] > 0.5 else nose[[1, 3, 4, 12, 11]]
+        poly(img, [side], False, c["nose"], lw, aa, SH)
+        poly(img, [nose[5:13]], False, c["nose_base"], lw, aa, SH)
         nr = max(1, int(scale * 0.03 * _ONE))
         for i in (7, 10):
             ellipse(img, (int(nose[i, 0]), int(nose[i, 1])), (int(nr * 1.4), nr), 0, 0, 360,
-                    _col(shade * 0.45), -1, aa, SH)
+                    c["nostril"], -1, aa, SH)
 
         # mouth: lips, then the opening and teeth
         mouth = P[53:75]
-        fill(img, [mouth[:12]], _col(ident.lip), aa, SH)
+        fill(img, [mouth[:12]], c["lip"], aa, SH)
         inner = mouth[12:22]
         if mouth_open > 0.05:
             fill(img, [inner], (60.0, 20.0, 25.0), aa, SH)
             if mouth_open > 0.3:
                 fill(img, [inner[:6]], (225.0, 220.0, 210.0), aa, SH)
-        poly(img, [inner[:6]], False, _col(ident.lip * 0.55), lw, aa, SH)
+        poly(img, [inner[:6]], False, c["lip_line"], lw, aa, SH)
 
         if ident.glasses:
             gl, gr, arms = P[B["glasses_left"]], P[B["glasses_right"]], P[B["glasses_arms"]]
-            gcol = _col(ident.glasses_colour)
+            gcol = c["glasses"]
             poly(img, [gl, gr], True, gcol, lw, aa, SH)
             poly(img, [np.stack([gl[0], gr[6]]), arms[:2], arms[2:]], False, gcol, lw, aa, SH)
 
@@ -596,7 +622,7 @@ class SyntheticFaces:
             fw, fh = box[2] - box[0], box[3] - box[1]
             ox, oy = box[0] + a[12] * fw, box[1] + a[13] * fh
             ow, oh = (0.2 + 0.3 * a[14]) * fw, (0.15 + 0.3 * a[15]) * fh
-            ocol = _col(rng.random(3) * 255 if a[16] < 0.6 else skin * 0.9)
+            ocol = _col(rng.random(3) * 255) if a[16] < 0.6 else c["occluder"]
             if a[17] < 0.5:
                 corner = (int((ox + ow) * _ONE), int((oy + oh) * _ONE))
                 cv2.rectangle(img, (int(ox * _ONE), int(oy * _ONE)), corner, ocol, -1, aa, SH)
@@ -621,8 +647,9 @@ class SyntheticFaces:
             img = cv2.addWeighted(img, 1.0, bank[oy : oy + n, ox : ox + n], beta, -128.0 * beta)
         blur = 1.3 * d * a[22] * n / 112
         if blur > 0.35:
-            img = cv2.GaussianBlur(img, (0, 0), blur)
-        if a[23] < 0.5 * min(d, 1.8):
+            ksize = 2 * int(math.ceil(2 * blur)) + 1  # +-2 sigma is enough for a soft blur
+            img = cv2.GaussianBlur(img, (ksize, ksize), blur)
+        if a[23] < 0.35 * min(d, 2.0):
             q = int(30 + 65 * light[7])
             buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])[1]
             img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
