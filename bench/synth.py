@@ -1,6 +1,7 @@
 """Synthetic face rendering speed (one process, one core, no torch) and a contact sheet.
 
-    .venv/bin/python bench/synth.py [--images 4000] [--append docs/benchmarks.md] [--sheet docs/synthetic_faces.png]
+    .venv/bin/python bench/synth.py [--images 4000] [--append docs/benchmarks.md]
+                                    [--sheet docs/synthetic_faces.png]
 
 Target: >= 1,000 aligned 112x112 images/s on one core. Reports wall-clock and process CPU time
 (on a shared machine the CPU-time rate is the fairer number; both are printed and recorded).
@@ -72,23 +73,26 @@ def main() -> None:
     results = {}
     for mode, n in (("aligned", args.images), ("wild", max(args.images // 4, 1))):
         results[mode] = rate(mode, n)
-        print(f"{mode:8s} {n:6d} images: {results[mode][0]:7.0f} img/s wall, {results[mode][1]:7.0f} img/s CPU")
+        wall, cpu = results[mode]
+        print(f"{mode:8s} {n:6d} images: {wall:7.0f} img/s wall, {cpu:7.0f} img/s CPU")
     if args.sheet:
         contact_sheet(args.sheet)
         print(f"wrote {args.sheet}")
     if args.append:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        (aw, ac), (ww, wc) = results["aligned"], results["wild"]
+        cpu = platform.processor() or platform.machine()
         text = (
             f"\n## Synthetic face rendering (bench/synth.py)\n\n"
-            f"- date: {datetime.date.today().isoformat()}; machine: {os.cpu_count()}-core CPU "
-            f"({platform.processor() or platform.machine()}), shared with other engineers, 1-minute load "
-            f"{load:.1f} at the end of the run, so wall-clock numbers are noisy; Python {sys.version.split()[0]}, "
-            f"OpenCV {cv2.__version__}, one process, cv2.setNumThreads(1)\n"
+            f"- date: {datetime.date.today().isoformat()}; machine: {os.cpu_count()}-core CPU ({cpu}), "
+            f"shared with other engineers (1-minute load {load:.1f} at the end of the run), so wall-clock "
+            f"numbers are noisy; Python {sys.version.split()[0]}, OpenCV {cv2.__version__}, one process, "
+            f"cv2.setNumThreads(1)\n"
             f"- command: `.venv/bin/python bench/synth.py --images {args.images} --append {args.append}`\n"
             f"- target: >= 1,000 aligned 112x112 images/s on one core\n\n"
             f"| mode | size | images | img/s (wall) | img/s (process CPU time) |\n|---|---|---|---|---|\n"
-            f"| aligned | 112x112 | {args.images} | {results['aligned'][0]:.0f} | {results['aligned'][1]:.0f} |\n"
-            f"| wild | 256x256 | {max(args.images // 4, 1)} | {results['wild'][0]:.0f} | {results['wild'][1]:.0f} |\n"
+            f"| aligned | 112x112 | {args.images} | {aw:.0f} | {ac:.0f} |\n"
+            f"| wild | 256x256 | {max(args.images // 4, 1)} | {ww:.0f} | {wc:.0f} |\n"
         )
         with open(args.append, "a") as f:  # other benchmarks append to the same file
             f.write(text)
