@@ -207,6 +207,7 @@ def align_folder(
     ``multi`` decides for images with several faces: ``largest_center`` (default), ``largest``,
     ``skip`` (none written, reported) or ``all`` (extra faces as ``<stem>_face<k>``).
     Images whose output already exists are skipped, so an interrupted run resumes.
+    ``workers=0`` starts one process per CPU core.
     """
     from faceforge.align.transform import TEMPLATES, template_points
     from faceforge.atomic import atomic_write_text
@@ -218,8 +219,9 @@ def align_folder(
     if template not in TEMPLATES:
         template_points(template)  # raises the UserError listing the templates
     DETECTORS.entry(detector)  # unknown names fail before any work
-    if int(workers) < 1:
-        raise UserError(f"--workers: must be >= 1, got {workers}")
+    if int(workers) < 0:
+        raise UserError(f"--workers: must be >= 0 (0 = one per CPU core), got {workers}")
+    workers = int(workers) or (os.cpu_count() or 1)
     src_path, dst_path = check_output_tree(Path(src), Path(dst))
     files, labels, names = list_identity_folder(src_path)
     if not files:

@@ -48,7 +48,8 @@ def add_commands(sub) -> None:
     p.add_argument("--template", default="arcface",
                    help="alignment template: arcface (112x112) or sphereface (112x96)")
     p.add_argument("--size", default=None, metavar="HxW", help="output size, default the template's own")
-    p.add_argument("--workers", type=int, default=1, help="processes, one detector each (default 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes, one detector each; 0 = one per CPU core (default 1)")
     p.add_argument("--multi", default="largest_center", choices=["largest_center", "largest", "skip", "all"],
                    help="images with several faces: keep the largest face nearest the centre (default), "
                    "the largest, none, or all")
