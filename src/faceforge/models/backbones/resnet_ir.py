@@ -29,11 +29,13 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
+        # a module rather than x.mean() so hook-based MAC counters see the pooling, as THOP did
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
         self.fc1 = nn.Conv2d(channels, channels // reduction, 1, bias=False)
         self.fc2 = nn.Conv2d(channels // reduction, channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = x.mean((2, 3), keepdim=True)
+        w = self.avg_pool(x)
         w = torch.sigmoid(self.fc2(torch.relu(self.fc1(w))))
         return x * w
 
