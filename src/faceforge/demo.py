@@ -111,7 +111,7 @@ def run_demo(
         "| TAR@FAR=1e-3 | TAR@FAR=1e-2 | EER |",
         "|---|---|---|---|---|---|---|---|---|",
         f"| {backbone} | {head} | {result['steps'] * cfg.data.batch_size} | {result['steps']} | "
-        f"{ver['accuracy_mean']:.4f} | {ver['accuracy_std']:.4f} | {tar['0.001']['tar']:.4f} | "
+        f"{ver['accuracy']:.4f} | {ver['accuracy_std']:.4f} | {tar['0.001']['tar']:.4f} | "
         f"{tar['0.01']['tar']:.4f} | {ver['eer']:.4f} |",
     ]
     report = [

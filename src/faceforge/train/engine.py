@@ -271,7 +271,7 @@ class Trainer:
             )
         finally:
             self.backbone.train()
-        return {"val_accuracy": float(res["accuracy_mean"]), "val_std": float(res["accuracy_std"])}
+        return {"val_accuracy": float(res["accuracy"]), "val_std": float(res["accuracy_std"])}
 
     # -- the loop ------------------------------------------------------------------------------
 

@@ -11,7 +11,12 @@ from faceforge.train.modes.base import TrainingMode
 class Conventional(TrainingMode):
     def __init__(self, backbone, num_classes: int, cfg, sample_rate: float = 1.0):
         super().__init__()
-        margin = build_margin(cfg.head.name, **cfg.head.options)
+        from faceforge.registry import MARGINS
+
+        options = dict(cfg.head.options)
+        if "num_classes" in MARGINS.entry(cfg.head.name).parameters():
+            options.setdefault("num_classes", num_classes)  # per-class margins (AdaM-Softmax, AdaCos)
+        margin = build_margin(cfg.head.name, **options)
         self.classifier = PartialFC(margin, backbone.embedding_size, num_classes, sample_rate)
 
     def step(self, backbone, images, labels):
