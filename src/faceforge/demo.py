@@ -136,7 +136,7 @@ def run_demo(
 
     shutil.copyfile(out / "train" / "metrics.jsonl", out / "metrics.jsonl")
     summary = {
-        "accuracy": ver["accuracy_mean"],
+        "accuracy": ver["accuracy"],
         "std": ver["accuracy_std"],
         "steps": result["steps"],
         "train_seconds": result["seconds"],
