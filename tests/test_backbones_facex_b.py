@@ -128,3 +128,20 @@ def test_tiny_variant_forward_backward(name):
     model.eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 112, 112)).shape == (1, 16)
+
+
+# THOP 0.0.31 MACs from facex_backbone_complexity.json; faceforge.models.complexity reproduces them
+# exactly where no pooling/upsampling rule differs (docs/models_facex_b.md explains the others)
+THOP_0031_MACS = {"resnet50_ir": 6_307_174_400, "resnet152_irse": 12_328_391_360, "hrnet": 4_348_472_900}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_complexity_near_published(name):
+    complexity = pytest.importorskip("faceforge.models.complexity")
+    c = complexity.backbone_complexity(name)
+    assert c.params == load_manifest(MODELS[name][0])["num_parameters"]
+    _, params, macs = MODELS[name]
+    assert abs(c.params - params) <= 0.02 * params
+    assert abs(c.macs - macs) <= 0.02 * macs
+    if name in THOP_0031_MACS:
+        assert c.macs == THOP_0031_MACS[name]
