@@ -68,12 +68,15 @@ class Embedder:
 # image fitting
 
 
-def fit_to_input(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """Fit one aligned RGB image to ``size`` (H, W): exact 112x112 -> 112x96 crop, else resize."""
+def fit_to_input(image: np.ndarray, size: Sequence[int], template: str = "arcface") -> np.ndarray:
+    """Fit one aligned RGB image to ``size`` (H, W): exact 112x112 -> 112x96 crop, the upper half
+    of an ArcFace crop for ``arcface_upper_half`` models, else resize."""
     h, w = int(size[0]), int(size[1])
     ih, iw = image.shape[:2]
     if (ih, iw) == (h, w):
         return image
+    if template == "arcface_upper_half" and iw == w and ih == 2 * h:
+        return image[:h]  # the eyes-and-brows half an upper-half-face model was trained on
     if (ih, iw) == (112, 112) and (h, w) == (112, 96):
         return image[:, 8:104]  # ArcFace -> SphereFace template: an 8 px shift (module docstring)
     import cv2
@@ -82,10 +85,10 @@ def fit_to_input(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
     return cv2.resize(image, (w, h), interpolation=interp)
 
 
-def fit_batch(images: np.ndarray, size: Sequence[int]) -> np.ndarray:
+def fit_batch(images: np.ndarray, size: Sequence[int], template: str = "arcface") -> np.ndarray:
     if tuple(images.shape[1:3]) == tuple(size):
         return images
-    return np.stack([fit_to_input(im, size) for im in images])
+    return np.stack([fit_to_input(im, size, template) for im in images])
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,7 +169,10 @@ class ConcatEmbedder(Embedder):
     def embed(self, images: np.ndarray) -> np.ndarray:
         from faceforge.eval.verification import l2_normalize
 
-        parts = [l2_normalize(e.embed(fit_batch(images, e.meta.input_size))) for e in self.embedders]
+        parts = [
+            l2_normalize(e.embed(fit_batch(images, e.meta.input_size, e.meta.template)))
+            for e in self.embedders
+        ]
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def fingerprint(self) -> str:
@@ -237,8 +243,8 @@ class Embeddings:
 class _ImageSet:
     """``torch.utils.data.Dataset`` over anything with ``read(i)`` (or a list of arrays / paths)."""
 
-    def __init__(self, source, size):
-        self.source, self.size = source, size
+    def __init__(self, source, size, template: str = "arcface"):
+        self.source, self.size, self.template = source, size, template
 
     def __len__(self) -> int:
         return len(self.source.images) if hasattr(self.source, "images") else len(self.source)
@@ -258,7 +264,7 @@ class _ImageSet:
             img = self._read(i)
             if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
                 raise CorruptImage(f"image {i}: not an RGB uint8 image")
-            return i, np.ascontiguousarray(fit_to_input(img, self.size)), ""
+            return i, np.ascontiguousarray(fit_to_input(img, self.size, self.template)), ""
         except CorruptImage as e:
             return i, None, str(e)
 
@@ -296,7 +302,7 @@ def embed_images(
 
     if flip not in FLIPS:
         raise UserError(f"--flip '{flip}': expected one of {', '.join(FLIPS)}")
-    dataset = _ImageSet(images, embedder.meta.input_size)
+    dataset = _ImageSet(images, embedder.meta.input_size, embedder.meta.template)
     n = len(dataset)
     dim = embedder.meta.embedding_size * (2 if flip == "concat" else 1)
     feats = np.zeros((n, dim), dtype=np.float32)
