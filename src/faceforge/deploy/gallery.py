@@ -1,0 +1,590 @@
+"""A face gallery: identities with several images each, searched by cosine similarity.
+
+On disk a gallery is a folder::
+
+    gallery.sqlite                 # the truth: identities, sources, model id, embeddings, generations
+    index-<generation>-<pid>.faiss # a checkpoint of the FAISS index at that generation
+
+Durability. SQLite (WAL, ``synchronous=FULL``) is the only thing a write must reach: every write
+transaction (an enrolment batch, a removal) bumps ``meta.generation`` and stamps its rows with it
+(``added_gen``; a removal sets ``removed_gen`` and keeps the row as a tombstone). The FAISS index is
+derived state: it is checkpointed to ``index-<gen>-<pid>.faiss`` (temp file, fsync, rename, fsync of the
+folder) and only then recorded, with its SHA-1, in ``meta`` in one transaction. Opening a gallery
+loads the recorded checkpoint, verifies the checksum (a bad or missing file is rebuilt from the
+embeddings in SQLite) and replays the rows added or removed after the checkpoint's generation.
+A process killed at any instant therefore loses nothing already committed and never leaves an
+index that disagrees with the metadata; files from an interrupted checkpoint are removed on open.
+
+Index kinds. ``flat`` (exact inner product, ``IDMap2,Flat``) while the gallery holds at most
+``ivf_threshold`` images; beyond it the next checkpoint rebuilds an ``IVF<nlist>,Flat`` index
+(nlist = sqrt(N) rounded to a power of two, trained on a sample) searched with ``nprobe`` lists.
+Embeddings are L2-normalised on the way in, so inner products are cosine similarities.
+
+Models never mix: the gallery records the id of the model that made its embeddings
+(:func:`model_id`) and refuses embeddings from another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from faceforge.errors import UserError
+
+DB_NAME = "gallery.sqlite"
+FORMAT = "faceforge-gallery"
+VERSION = 1
+GROUPINGS = ("max", "mean")
+_INDEX_RE = re.compile(r"^index-(\d{12})-\d+\.faiss$")
+# identity ids are opaque strings: printable, no path meaning is ever given to them
+_IDENTITY_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS vectors (
+    vector_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    identity TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    model_id TEXT NOT NULL,
+    added_gen INTEGER NOT NULL,
+    removed_gen INTEGER,
+    added_at REAL NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vectors_identity ON vectors(identity);
+CREATE INDEX IF NOT EXISTS vectors_added ON vectors(added_gen);
+CREATE INDEX IF NOT EXISTS vectors_removed ON vectors(removed_gen);
+"""
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise UserError("the gallery needs faiss: pip install faiss-cpu (extra faceforge[serve])") from None
+    return faiss
+
+
+def model_id(embedder) -> str:
+    """A 16-hex id of the model behind ``embedder`` (an Embedder or anything holding ``.embedder``).
+
+    A model file is identified by its content (a copy elsewhere has the same id), plus the input
+    geometry and normalisation that change what its embeddings mean.
+    """
+    inner = getattr(embedder, "embedder", embedder)
+    meta = getattr(inner, "meta", None)
+    geometry = ""
+    if meta is not None:
+        geometry = (f"{tuple(meta.input_size)}|{meta.template}|{meta.mean}|{meta.std}|"
+                    f"{meta.channel_order}|{meta.embedding_size}")
+    source = getattr(inner, "source", None)
+    h = hashlib.sha1()
+    if source and Path(source).is_file():
+        with open(source, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    else:
+        h.update(str(inner.fingerprint()).encode())
+    h.update(geometry.encode())
+    return h.hexdigest()[:16]
+
+
+def check_identity(identity) -> str:
+    if not isinstance(identity, str) or not _IDENTITY_RE.match(identity):
+        raise UserError(
+            f"identity {identity!r}: expected 1-256 printable characters (an opaque id, no control "
+            "characters)"
+        )
+    return identity
+
+
+def normalize(embeddings, dim: int | None = None, where: str = "embeddings") -> np.ndarray:
+    x = np.asarray(embeddings, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise UserError(f"{where}: expected a [N, D] array with N >= 1, got shape {x.shape}")
+    if dim is not None and x.shape[1] != dim:
+        raise UserError(f"{where}: width {x.shape[1]} does not match the gallery's {dim}")
+    if not np.all(np.isfinite(x)):
+        raise UserError(f"{where}: contains NaN or infinite values")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if np.any(norms < 1e-12):
+        raise UserError(f"{where}: contains an all-zero vector")
+    return np.ascontiguousarray(x / norms, dtype=np.float32)
+
+
+@dataclass
+class Match:
+    identity: str
+    score: float  # cosine similarity, grouped per identity (max or mean of its images)
+    best_score: float  # the identity's best single image
+    best_source: str
+    best_vector_id: int
+    images: int  # the identity's images that took part in the score
+
+    def to_dict(self) -> dict:
+        return {"identity": self.identity, "score": round(self.score, 6),
+                "best_score": round(self.best_score, 6), "best_source": self.best_source,
+                "best_vector_id": self.best_vector_id, "images": self.images}
+
+
+def _sha1_file(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class Gallery:
+    """An open gallery folder. Thread-safe (one lock); several processes may share a folder:
+    SQLite serialises their writes and each process replays the others' before reading."""
+
+    def __init__(self, path: str | os.PathLike, *, nprobe: int | None = None):
+        self.path = Path(path)
+        db = self.path / DB_NAME
+        if not db.is_file():
+            raise UserError(
+                f"{self.path}: not a gallery (no {DB_NAME}; create one with 'faceforge gallery create')")
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(db, timeout=60.0, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        meta = self._meta()
+        if meta.get("format") != FORMAT:
+            raise UserError(f"{db}: not a faceforge gallery")
+        if int(meta.get("version", 0)) > VERSION:
+            raise UserError(f"{db}: gallery format version {meta['version']} is newer than this faceforge")
+        self.model_id = meta["model_id"]
+        self.dim = int(meta["dim"])
+        self.ivf_threshold = int(meta["ivf_threshold"])
+        self.nprobe = int(nprobe or meta["nprobe"])
+        self.checkpoint_every = int(meta["checkpoint_every"])
+        self.index = None
+        self.generation = -1  # generation the in-memory index reflects
+        self._checkpoint_gen = -1
+        self._checkpoint_file = ""
+        self.rebuilt = False  # True when opening had to rebuild the index from SQLite
+        with self._lock:
+            self._load()
+            self._clean_files()
+
+    # ---------------------------------------------------------------------------------- setup
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, model: str, dim: int, *, ivf_threshold: int = 100_000,
+               nprobe: int = 16, checkpoint_every: int = 1024, exist_ok: bool = False) -> Gallery:
+        """A new empty gallery for embeddings of width ``dim`` made by model id ``model``."""
+        path = Path(path)
+        if not isinstance(model, str) or not re.match(r"^[0-9A-Za-z_.:-]{1,128}$", model):
+            raise UserError(f"model id {model!r}: expected 1-128 characters of [0-9A-Za-z_.:-]")
+        if int(dim) < 1:
+            raise UserError(f"dim: expected a positive embedding width, got {dim}")
+        if ivf_threshold < 1 or nprobe < 1 or checkpoint_every < 1:
+            raise UserError("ivf_threshold, nprobe and checkpoint_every must be positive")
+        if (path / DB_NAME).exists():
+            if exist_ok:
+                g = cls(path)
+                if g.model_id != model or g.dim != int(dim):
+                    g.close()
+                    raise UserError(f"{path}: exists with model {g.model_id} dim {g.dim}")
+                return g
+            raise UserError(f"{path}: a gallery already exists here")
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{path}: exists and is not a folder")
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = path / f".{DB_NAME}.creating"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        db = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            db.executescript(_SCHEMA)
+            rows = {"format": FORMAT, "version": VERSION, "model_id": model, "dim": int(dim),
+                    "ivf_threshold": int(ivf_threshold), "nprobe": int(nprobe),
+                    "checkpoint_every": int(checkpoint_every), "generation": 0, "checkpoint_gen": -1,
+                    "checkpoint_sha1": "", "checkpoint_file": "", "created": time.time()}
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in rows.items()])
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        os.replace(tmp, path / DB_NAME)  # the gallery appears complete or not at all
+        _fsync_dir(path)
+        return cls(path)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is None:
+                return
+            with contextlib.suppress(Exception):
+                self.refresh()
+                if self.generation > self._checkpoint_gen:
+                    self.checkpoint()
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------------------------- state
+
+    def _meta(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
+    def _db_generation(self) -> int:
+        return int(self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+
+    def _new_index(self, n: int, train: np.ndarray | None = None):
+        faiss = _faiss()
+        if n <= self.ivf_threshold or train is None:
+            return faiss.index_factory(self.dim, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
+        nlist = int(2 ** round(math.log2(max(16.0, math.sqrt(n)))))
+        index = faiss.index_factory(self.dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+        faiss.extract_index_ivf(index).cp.min_points_per_centroid = 1  # small galleries: no warning
+        index.train(train[: 40 * nlist])
+        return index
+
+    def _set_params(self) -> None:
+        if self.index is not None and self.kind == "ivf":
+            _faiss().extract_index_ivf(self.index).nprobe = self.nprobe
+
+    @property
+    def kind(self) -> str:
+        return "flat" if self.index is None or "IDMap" in type(self.index).__name__ else "ivf"
+
+    def _live_rows(self, where: str = "", args: tuple = (), chunk: int = 65536):
+        cur = self._db.execute(
+            f"SELECT vector_id, embedding FROM vectors WHERE removed_gen IS NULL {where} "
+            "ORDER BY vector_id", args)
+        while True:
+            rows = cur.fetchmany(chunk)
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+            yield ids, vecs
+
+    def _rebuild(self, gen: int) -> None:
+        """The index of every live row, straight from SQLite (no usable checkpoint)."""
+        n = self._db.execute("SELECT COUNT(*) FROM vectors WHERE removed_gen IS NULL AND added_gen <= ?",
+                             (gen,)).fetchone()[0]
+        train = None
+        if n > self.ivf_threshold:
+            rng = np.random.default_rng(0)
+            take = min(n, 40 * int(2 ** round(math.log2(max(16.0, math.sqrt(n))))))
+            picks = np.sort(rng.choice(n, take, replace=False))
+            parts, seen = [], 0
+            for _, vecs in self._live_rows("AND added_gen <= ?", (gen,)):
+                sel = picks[(picks >= seen) & (picks < seen + len(vecs))] - seen
+                parts.append(vecs[sel])
+                seen += len(vecs)
+            train = np.concatenate(parts)
+        index = self._new_index(n, train)
+        for ids, vecs in self._live_rows("AND added_gen <= ?", (gen,)):
+            index.add_with_ids(vecs, ids)
+        self.index, self.generation = index, gen
+        self._set_params()
+
+    def _load(self) -> None:
+        faiss = _faiss()
+        self._db.execute("BEGIN")  # one consistent snapshot of meta and rows
+        try:
+            meta = self._meta()
+            ckpt_gen, sha = int(meta["checkpoint_gen"]), meta["checkpoint_sha1"]
+            gen = int(meta["generation"])
+            loaded = False
+            if ckpt_gen >= 0:
+                f = self.path / meta["checkpoint_file"]
+                if meta["checkpoint_file"] and f.is_file() and _sha1_file(f) == sha:
+                    self.index, self.generation = faiss.read_index(str(f)), ckpt_gen
+                    self._set_params()
+                    loaded = True
+            if not loaded:
+                self.rebuilt = ckpt_gen >= 0
+                self._rebuild(gen)
+            self._checkpoint_gen = ckpt_gen if loaded else -1
+            self._checkpoint_file = meta["checkpoint_file"] if loaded else ""
+            self._replay(gen)
+        finally:
+            self._db.execute("COMMIT")
+
+    def _replay(self, gen: int) -> None:
+        """Apply rows added and removed after the index's generation, up to ``gen``."""
+        g = self.generation
+        if gen <= g:
+            return
+        gone = [r[0] for r in self._db.execute(
+            "SELECT vector_id FROM vectors WHERE removed_gen > ? AND removed_gen <= ? AND added_gen <= ?",
+            (g, gen, g))]
+        if gone:
+            self.index.remove_ids(np.asarray(gone, dtype=np.int64))
+        for ids, vecs in self._live_rows("AND added_gen > ? AND added_gen <= ?", (g, gen)):
+            self.index.add_with_ids(vecs, ids)
+        self.generation = gen
+
+    def refresh(self) -> None:
+        """Catch up with writes committed since (by this or another process)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                meta = self._meta()
+                gen, ckpt = int(meta["generation"]), int(meta["checkpoint_gen"])
+                if gen == self.generation:
+                    return
+                if ckpt > self.generation:  # tombstones up to ckpt may be purged: reload
+                    stale = True
+                else:
+                    stale = False
+                    self._replay(gen)
+            finally:
+                self._db.execute("COMMIT")
+            if stale:
+                self._load()
+
+    def _clean_files(self) -> None:
+        """Remove checkpoints older than the recorded one and temp files of interrupted writes."""
+        ckpt = self._checkpoint_gen
+        for f in self.path.iterdir():
+            m = _INDEX_RE.match(f.name)
+            gen = int(m.group(1)) if m else None
+            if m and (gen < ckpt or (gen == ckpt and f.name != self._checkpoint_file)):
+                with contextlib.suppress(OSError):
+                    f.unlink()
+            elif m and ckpt < 0 and gen <= self.generation and self.rebuilt:
+                with contextlib.suppress(OSError):
+                    f.unlink()
+            elif f.name.startswith(".index-") and f.name.endswith(".tmp"):
+                # a temp file of a checkpoint killed mid-write; a live writer's is younger than this
+                if time.time() - f.stat().st_mtime > 60:
+                    with contextlib.suppress(OSError):
+                        f.unlink()
+
+    # ---------------------------------------------------------------------------------- writes
+
+    def checkpoint(self) -> Path:
+        """Write the in-memory index to ``index-<gen>.faiss`` and record it (converting to IVF first
+        when the gallery has outgrown ``ivf_threshold``)."""
+        with self._lock:
+            self.refresh()
+            faiss = _faiss()
+            if self.kind == "flat" and self.index.ntotal > self.ivf_threshold:
+                self._db.execute("BEGIN")
+                try:
+                    self._rebuild(self.generation)
+                finally:
+                    self._db.execute("COMMIT")
+            gen = self.generation
+            final = self.path / f"index-{gen:012d}-{os.getpid()}.faiss"
+            tmp = self.path / f".index-{gen:012d}.{os.getpid()}.{threading.get_ident()}.tmp"
+            try:
+                faiss.write_index(self.index, str(tmp))
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                sha = _sha1_file(tmp)
+                os.replace(tmp, final)
+                _fsync_dir(self.path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                raise
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                meta = self._meta()
+                recorded, recorded_file = int(meta["checkpoint_gen"]), meta["checkpoint_file"]
+                if gen > recorded:
+                    self._db.executemany("UPDATE meta SET value=? WHERE key=?",
+                                         [(str(gen), "checkpoint_gen"), (sha, "checkpoint_sha1"),
+                                          (final.name, "checkpoint_file")])
+                    # tombstones the checkpoint already reflects are no longer needed for replay
+                    self._db.execute("DELETE FROM vectors WHERE removed_gen IS NOT NULL AND removed_gen <= ?",
+                                     (gen,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            if gen > recorded:
+                self._checkpoint_gen, self._checkpoint_file = gen, final.name
+                self._clean_files()
+            elif final.name != recorded_file:  # another process recorded this generation first
+                with contextlib.suppress(OSError):
+                    final.unlink()
+            return final
+
+    def _write(self, fn) -> int:
+        """Run ``fn(new_gen)`` inside one write transaction that bumps the generation."""
+        self.refresh()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            gen = self._db_generation() + 1
+            result = fn(gen)
+            self._db.execute("UPDATE meta SET value=? WHERE key='generation'", (str(gen),))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._replay(gen)
+        pending = self._db.execute("SELECT COUNT(*) FROM vectors WHERE added_gen > ? OR removed_gen > ?",
+                                   (self._checkpoint_gen, self._checkpoint_gen)).fetchone()[0]
+        if pending >= self.checkpoint_every:
+            self.checkpoint()
+        return result
+
+    def _check_model(self, model: str | None) -> None:
+        if model is not None and model != self.model_id:
+            raise UserError(
+                f"{self.path}: embeddings come from model {model}, but this gallery holds model "
+                f"{self.model_id}'s; models cannot be mixed (create another gallery)"
+            )
+
+    def enroll(self, identity: str, embeddings, sources: Sequence[str] | None = None,
+               model: str | None = None) -> list[int]:
+        """Add images of one identity; returns their vector ids. All or nothing."""
+        return self.enroll_many([identity] * len(np.atleast_2d(np.asarray(embeddings))), embeddings,
+                                sources, model)
+
+    def enroll_many(self, identities: Sequence[str], embeddings, sources: Sequence[str] | None = None,
+                    model: str | None = None) -> list[int]:
+        """Add images (one identity per row) in one transaction; returns their vector ids."""
+        self._check_model(model)
+        x = normalize(embeddings, self.dim)
+        identities = [check_identity(i) for i in identities]
+        if len(identities) != len(x):
+            raise UserError(f"enroll: {len(identities)} identities for {len(x)} embeddings")
+        sources = [""] * len(x) if sources is None else [str(s) for s in sources]
+        if len(sources) != len(x):
+            raise UserError(f"enroll: {len(sources)} sources for {len(x)} embeddings")
+        now = time.time()
+
+        def insert(gen: int) -> list[int]:
+            first = self._db.execute("SELECT COALESCE(MAX(vector_id), 0) FROM vectors").fetchone()[0]
+            seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='vectors'").fetchone()
+            first = max(first, seq[0] if seq else 0) + 1
+            ids = list(range(first, first + len(x)))
+            self._db.executemany(
+                "INSERT INTO vectors (vector_id, identity, source, model_id, added_gen, added_at, embedding) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((i, ident, src, self.model_id, gen, now, row.tobytes())
+                 for i, ident, src, row in zip(ids, identities, sources, x)))
+            return ids
+
+        with self._lock:
+            return self._write(insert)
+
+    def remove(self, identity: str) -> int:
+        """Remove every image of ``identity``; returns how many (0 when unknown)."""
+        check_identity(identity)
+
+        def mark(gen: int) -> int:
+            cur = self._db.execute(
+                "UPDATE vectors SET removed_gen=? WHERE identity=? AND removed_gen IS NULL", (gen, identity))
+            return cur.rowcount
+
+        with self._lock:
+            return self._write(mark)
+
+    # ---------------------------------------------------------------------------------- reads
+
+    def __len__(self) -> int:
+        with self._lock:
+            self.refresh()
+            return int(self.index.ntotal)
+
+    def identities(self) -> list[tuple[str, int]]:
+        """``(identity, number of images)`` sorted by identity."""
+        with self._lock:
+            return [(r[0], r[1]) for r in self._db.execute(
+                "SELECT identity, COUNT(*) FROM vectors WHERE removed_gen IS NULL "
+                "GROUP BY identity ORDER BY identity")]
+
+    def info(self) -> dict:
+        with self._lock:
+            self.refresh()
+            n_ids = self._db.execute(
+                "SELECT COUNT(DISTINCT identity) FROM vectors WHERE removed_gen IS NULL").fetchone()[0]
+            return {"path": str(self.path), "model_id": self.model_id, "dim": self.dim, "kind": self.kind,
+                    "images": int(self.index.ntotal), "identities": int(n_ids), "generation": self.generation,
+                    "checkpoint_generation": self._checkpoint_gen, "ivf_threshold": self.ivf_threshold,
+                    "nprobe": self.nprobe}
+
+    def vectors_of(self, identity: str) -> np.ndarray:
+        with self._lock:
+            rows = self._db.execute("SELECT embedding FROM vectors WHERE identity=? AND removed_gen IS NULL",
+                                    (identity,)).fetchall()
+        return np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+
+    def search(self, queries, k: int = 5, group: str = "max", model: str | None = None,
+               candidates: int | None = None) -> list[list[Match]]:
+        """The top ``k`` identities for each query, best first.
+
+        ``group="max"``: an identity scores its best image; ``"mean"``: the mean cosine over all of
+        its images (computed exactly for every identity the index proposes). ``candidates`` images
+        are fetched from the index per query (default ``max(8k, 64)``).
+        """
+        if group not in GROUPINGS:
+            raise UserError(f"group '{group}': expected one of {', '.join(GROUPINGS)}")
+        if int(k) < 1:
+            raise UserError(f"top-k: expected a positive number, got {k}")
+        self._check_model(model)
+        q = normalize(queries, self.dim, "query")
+        with self._lock:
+            self.refresh()
+            n = int(self.index.ntotal)
+            if n == 0:
+                return [[] for _ in range(len(q))]
+            m = min(n, int(candidates or max(8 * int(k), 64)))
+            scores, ids = self.index.search(q, m)
+            wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
+            rows = {}
+            for start in range(0, len(wanted), 900):  # SQLite's bound-parameter limit
+                part = wanted[start:start + 900]
+                marks = ",".join("?" * len(part))
+                rows.update({r[0]: (r[1], r[2]) for r in self._db.execute(
+                    f"SELECT vector_id, identity, source FROM vectors WHERE removed_gen IS NULL "
+                    f"AND vector_id IN ({marks})", part)})
+            out = []
+            for qi in range(len(q)):
+                best: dict[str, list] = {}
+                for s, i in zip(scores[qi], ids[qi]):
+                    if i < 0 or int(i) not in rows:
+                        continue
+                    ident, src = rows[int(i)]
+                    entry = best.setdefault(ident, [float(s), src, int(i), 0])
+                    entry[3] += 1
+                matches = []
+                for ident, (bs, src, vid, count) in best.items():
+                    score, used = bs, count
+                    if group == "mean":
+                        vecs = self.vectors_of(ident)
+                        score, used = float((vecs @ q[qi]).mean()), len(vecs)
+                    matches.append(Match(ident, score, bs, src, vid, used))
+                matches.sort(key=lambda mt: -mt.score)
+                out.append(matches[: int(k)])
+            return out
+
+
+def open_gallery(path: str | os.PathLike, **options) -> Gallery:
+    return Gallery(path, **options)
