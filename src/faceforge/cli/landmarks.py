@@ -1,0 +1,114 @@
+"""``faceforge landmarks train|eval|draw|clean|export``: 88-point facial landmarks."""
+
+from __future__ import annotations
+
+import json
+
+from faceforge.cli._common import add_config_options, add_group
+
+
+def add_commands(sub) -> None:
+    g = add_group(sub, "landmarks", "88-point facial landmarks: train, evaluate, draw, clean labels, export")
+
+    p = g.add_parser("train", help="train a landmark regressor from a YAML config",
+                     description="Train an 88-point landmark regressor (see configs/landmarks_mobilenet.yaml).")
+    add_config_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+    e = g.add_parser("eval", help="MSE/MAE (crop pixels), NME and per-group errors of a landmark model",
+                     description="Evaluate on a landmark source: synthetic:NxK,mode=wild,offset=J or a label file.")
+    e.add_argument("--model", required=True, metavar="CKPT", help="landmark checkpoint")
+    e.add_argument("--data", required=True, metavar="SOURCE",
+                   help="synthetic:NxK,mode=wild,offset=J or a .csv/.tsv label file")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--output", metavar="FILE.json", help="also write the results here")
+    e.set_defaults(func=run_eval)
+
+    d = g.add_parser("draw", help="detect faces and draw their 88 landmarks on an image or video",
+                     description="Detect faces, predict 88 points and draw them. Videos (.mp4/.avi/...) "
+                     "are processed frame by frame into an MP4 (mp4v).")
+    d.add_argument("input", metavar="IMAGE|VIDEO")
+    d.add_argument("--model", required=True, metavar="CKPT", help="landmark checkpoint or exported .onnx")
+    d.add_argument("--out", required=True, metavar="OUT", help="output image, or .mp4 for a video")
+    d.add_argument("--detector", default="retinaface", help="face detector: retinaface (default) or mtcnn")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=run_draw)
+
+    c = g.add_parser("clean", help="check a landmark label file; write the usable rows and a report",
+                     description="Drop rows with invalid points (NaN, far outside the crop, degenerate).")
+    c.add_argument("labels", metavar="LABELS", help="label file (.csv/.tsv) or synthetic:... source")
+    c.add_argument("--out", metavar="CLEAN.csv", help="write the kept rows here (label files only)")
+    c.add_argument("--report", metavar="REPORT.json", help="write the report here")
+    c.add_argument("--crop-scale", type=float, default=1.25)
+    c.add_argument("--margin", type=float, default=0.1, help="allowed distance outside the crop (fraction)")
+    c.set_defaults(func=run_clean)
+
+    x = g.add_parser("export", help="export a landmark model to ONNX (dynamic batch) with a parity check")
+    x.add_argument("model", metavar="CKPT")
+    x.add_argument("out", metavar="OUT.onnx")
+    x.set_defaults(func=run_export)
+
+
+def run_train(args) -> int:
+    from faceforge.landmarks.train import load_landmark_config, train
+
+    result = train(load_landmark_config(args.config, args.overrides), quiet=args.quiet)
+    print(json.dumps({k: result[k] for k in ("steps", "epochs", "checkpoint", "clean")}
+                     | {"seconds": round(result["seconds"], 1)} | result["last"]))
+    return 0
+
+
+def run_eval(args) -> int:
+    from faceforge.atomic import atomic_write_text
+    from faceforge.landmarks.model import load_landmark_model
+    from faceforge.landmarks.train import evaluate_net
+
+    res = evaluate_net(load_landmark_model(args.model), args.data, batch_size=args.batch_size)
+    text = json.dumps(res, indent=1)
+    if args.output:
+        atomic_write_text(args.output, text + "\n")
+    print(text)
+    return 0
+
+
+def run_draw(args) -> int:
+    from faceforge.landmarks.draw import draw_file
+    from faceforge.landmarks.predict import FaceLandmarker, LandmarkPredictor
+
+    pred = (LandmarkPredictor.from_onnx(args.model) if args.model.endswith(".onnx")
+            else LandmarkPredictor.from_checkpoint(args.model))
+    res = draw_file(args.input, args.out, FaceLandmarker(pred, args.detector), progress=not args.quiet)
+    res.pop("landmarks", None)
+    print(json.dumps(res))
+    return 0
+
+
+def run_clean(args) -> int:
+    from faceforge.atomic import atomic_write_text
+    from faceforge.errors import UserError
+    from faceforge.landmarks.samples import FileLandmarks, clean, open_landmark_source
+
+    source = open_landmark_source(args.labels)
+    keep, report = clean(source, args.crop_scale, args.margin)
+    if args.out:
+        if not isinstance(source, FileLandmarks):
+            raise UserError("--out: only label files can be rewritten")
+        from faceforge.landmarks.label_file import write_labels
+
+        lab = source.labels
+        boxes = lab.boxes[keep] if lab.boxes[keep].size and all(
+            (lab.boxes[keep] == lab.boxes[keep]).ravel()) else None
+        write_labels(args.out, [lab.paths[i] for i in keep], lab.points[keep], boxes,
+                     [lab.identities[i] for i in keep] if lab.identities else None)
+    if args.report:
+        atomic_write_text(args.report, json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "examples"}))
+    return 0
+
+
+def run_export(args) -> int:
+    from faceforge.landmarks.export import export_onnx
+
+    print(json.dumps(export_onnx(args.model, args.out)))
+    return 0

@@ -1,0 +1,125 @@
+"""Drawing 88 landmarks (points and per-group outlines) on images and every frame of a video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from faceforge.errors import UserError
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
+# RGB colour per group, and the outlines as (start, stop, closed) within the group
+GROUP_STYLE = {
+    "contour": ((255, 215, 0), [(0, 21, False)]),
+    "left_eye": ((0, 200, 255), [(0, 8, True)]),
+    "right_eye": ((0, 200, 255), [(0, 8, True)]),
+    "left_brow": ((255, 120, 0), [(0, 8, True)]),
+    "right_brow": ((255, 120, 0), [(0, 8, True)]),
+    "mouth": ((255, 40, 120), [(0, 12, True), (12, 22, True)]),
+    "nose": ((60, 255, 60), [(0, 5, False), (5, 13, False)]),
+}
+
+
+def draw_landmarks(img: np.ndarray, points: np.ndarray, box=None, thickness: int | None = None) -> np.ndarray:
+    """A copy of RGB ``img`` with the 88 ``points`` (and the face ``box``) drawn."""
+    import cv2
+
+    from faceforge.data.synthetic import LANDMARK_GROUPS
+
+    out = np.ascontiguousarray(img.copy())
+    pts = np.asarray(points, np.float64)
+    span = float(np.ptp(pts[:, 0])) if len(pts) else 100.0
+    lw = thickness or max(1, int(round(span / 150)))
+    r = max(1, int(round(span / 120)))
+    sh = 4
+    fx = np.round(pts * (1 << sh)).astype(np.int32)
+    if box is not None:
+        b = np.round(np.asarray(box, np.float64) * (1 << sh)).astype(np.int32)
+        cv2.rectangle(out, (int(b[0]), int(b[1])), (int(b[2]), int(b[3])), (255, 255, 255), lw, cv2.LINE_AA, sh)
+    for name, sl in LANDMARK_GROUPS.items():
+        colour, lines = GROUP_STYLE[name]
+        g = fx[sl]
+        for a, b, closed in lines:
+            cv2.polylines(out, [g[a:b]], closed, colour, lw, cv2.LINE_AA, sh)
+        for p in g:
+            cv2.circle(out, (int(p[0]), int(p[1])), r << sh, colour, -1, cv2.LINE_AA, sh)
+    return out
+
+
+def draw_faces(img: np.ndarray, results) -> np.ndarray:
+    for face, pts in results:
+        img = draw_landmarks(img, pts, face.box)
+    return img
+
+
+def draw_file(src: str | Path, out: str | Path, landmarker, progress: bool = False) -> dict:
+    """Draw on an image or on every frame of a video (written as MP4, codec mp4v)."""
+    src, out = Path(src), Path(out)
+    if not src.is_file():
+        raise UserError(f"input not found: {src}")
+    if src.suffix.lower() in VIDEO_SUFFIXES:
+        return draw_video(src, out, landmarker, progress)
+    import cv2
+
+    from faceforge.atomic import atomic_write_bytes
+    from faceforge.data.dataset import CorruptImage, read_image
+
+    try:
+        img = read_image(src)
+    except CorruptImage as e:
+        raise UserError(str(e)) from None
+    results = landmarker(img)
+    suffix = out.suffix.lower() or ".png"
+    ok, buf = cv2.imencode(suffix, cv2.cvtColor(draw_faces(img, results), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise UserError(f"--out: cannot write images of type '{suffix}'")
+    atomic_write_bytes(out, buf.tobytes())
+    return {"input": str(src), "output": str(out), "faces": len(results),
+            "landmarks": [np.round(p, 2).tolist() for _, p in results]}
+
+
+def draw_video(src: Path, out: Path, landmarker, progress: bool = False) -> dict:
+    import os
+
+    import cv2
+    from tqdm import tqdm
+
+    if out.suffix.lower() != ".mp4":
+        raise UserError(f"--out: videos are written as MP4; got '{out.name}'")
+    cap = cv2.VideoCapture(str(src))
+    if not cap.isOpened():
+        raise UserError(f"{src}: cannot open the video")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp.mp4")  # renamed into place when complete
+    writer = None
+    frames = faces = 0
+    try:
+        with tqdm(total=n, disable=not progress, unit="frame", desc="landmarks") as bar:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                results = landmarker(rgb)
+                faces += len(results)
+                drawn = cv2.cvtColor(draw_faces(rgb, results), cv2.COLOR_RGB2BGR)
+                if writer is None:
+                    h, w = drawn.shape[:2]
+                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    if not writer.isOpened():
+                        raise UserError(f"--out: OpenCV cannot write MP4 (mp4v) to {out}")
+                writer.write(drawn)
+                frames += 1
+                bar.update(1)
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    if frames == 0:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{src}: no frames could be read")
+    os.replace(tmp, out)
+    return {"input": str(src), "output": str(out), "frames": frames, "faces": faces, "fps": fps}
