@@ -204,20 +204,55 @@ def load_faceforge_checkpoint(path: Path, device: str = "cpu") -> Embedder:
     return TorchEmbedder(model, device, name=Path(path).stem, source=str(path))
 
 
-def load_embedder(path_or_spec: str | Path | Embedder, device: str = "cpu") -> Embedder:
-    """An :class:`Embedder` from a model file, picked by suffix (faceforge checkpoint by default)."""
+SPEC_LOADERS: dict[str, Callable[..., Embedder]] = {}
+
+
+def register_spec(prefix: str) -> Callable:
+    """Register ``fn(rest, device, card=None) -> Embedder`` for specs ``prefix:rest`` (``dlib:resnet``)."""
+
+    def deco(fn):
+        SPEC_LOADERS[prefix] = fn
+        return fn
+
+    return deco
+
+
+def _load_plugins() -> None:
+    """The deployment loaders (ONNX, TorchScript, dlib) register themselves on import (light imports)."""
+    import faceforge.deploy.dlib_embedder  # noqa: F401
+    import faceforge.deploy.onnx_embedder  # noqa: F401
+    import faceforge.deploy.torchscript_embedder  # noqa: F401
+
+
+def load_embedder(path_or_spec: str | Path | Embedder, device: str = "cpu", card=None) -> Embedder:
+    """An :class:`Embedder` from a model file, picked by suffix (faceforge checkpoint by default),
+    or a spec such as ``dlib:resnet``. ``card``: a model card (path or ``ModelCard``) saying how to
+    feed the model (``--card``); without one, a card beside the model file is used when present."""
     if isinstance(path_or_spec, Embedder):
         return path_or_spec
+    _load_plugins()
+    spec = str(path_or_spec)
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix in SPEC_LOADERS and not Path(spec).exists():
+        return SPEC_LOADERS[prefix](rest, device, card=card)
     path = Path(path_or_spec)
     if not path.exists():
         raise UserError(f"--model: file not found: {path}")
-    loader = LOADERS.get(path.suffix.lower(), load_faceforge_checkpoint)
-    return loader(path, device)
+    loader = LOADERS.get(path.suffix.lower(), LOADERS.get(".ckpt", load_faceforge_checkpoint))
+    return loader(path, device) if card is None else loader(path, device, card=card)
 
 
-def load_embedders(models: Sequence[str | Path | Embedder], device: str = "cpu") -> Embedder:
-    """One model, or several concatenated (each normalised) when more than one is given."""
-    embedders = [load_embedder(m, device) for m in models]
+def load_embedders(
+    models: Sequence[str | Path | Embedder], device: str = "cpu", cards: Sequence | None = None
+) -> Embedder:
+    """One model, or several concatenated (each normalised) when more than one is given.
+
+    ``cards`` are matched to ``models`` by position (``--card`` after each ``--model``)."""
+    cards = list(cards or [])
+    if len(cards) > len(models):
+        raise UserError(f"--card: {len(cards)} cards for {len(models)} models (matched by position)")
+    cards += [None] * (len(models) - len(cards))
+    embedders = [load_embedder(m, device, c) for m, c in zip(models, cards)]
     if not embedders:
         raise UserError("--model: at least one model is needed")
     return embedders[0] if len(embedders) == 1 else ConcatEmbedder(embedders)

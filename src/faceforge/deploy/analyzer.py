@@ -1,0 +1,210 @@
+"""``faceforge.FaceAnalyzer``: detect, align, embed and compare faces with one object.
+
+    >>> fa = FaceAnalyzer(model="runs/demo/model.onnx")            # or a .ckpt, .ts, "dlib:resnet"
+    >>> faces = fa.embed("group.jpg")                              # list of faces with .embedding
+    >>> similarity, same = fa.compare("a.jpg", "b.jpg")
+
+The model decides how a face is aligned and fed (its card: input size, template, colour order,
+layout, normalisation, flip fusion) and which threshold means "same person" (its calibration: the
+card's ``threshold`` for ONNX, ``ckpt["calibration"]`` for checkpoints; ``threshold=`` overrides).
+``backend``: ``torch`` runs checkpoints and TorchScript in PyTorch, ``onnx`` runs ONNX files on ONNX
+Runtime (a checkpoint is exported in memory first), ``auto`` picks by file type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from faceforge.align.detectors.base import Face
+from faceforge.errors import UserError
+
+BACKENDS = ("auto", "torch", "onnx")
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
+
+
+@dataclass
+class AnalyzedFace(Face):
+    """A detected face (box, score, 5 landmarks) and, after :meth:`FaceAnalyzer.embed`, its embedding."""
+
+    embedding: np.ndarray | None = None  # (D,) float32, L2-normalised
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        if self.embedding is not None:
+            d["embedding"] = [round(float(v), 6) for v in self.embedding]
+        return d
+
+
+def load_image(img) -> np.ndarray:
+    """RGB uint8 (H, W, 3) from a path or an array (gray/RGBA arrays are converted)."""
+    from faceforge.align.detectors.base import as_rgb
+    from faceforge.data.dataset import CorruptImage, read_image
+
+    if isinstance(img, (str, Path)):
+        if not Path(img).is_file():
+            raise UserError(f"image: file not found: {img}")
+        try:
+            return read_image(img)
+        except CorruptImage as e:
+            raise UserError(f"image: {e}") from None
+    if isinstance(img, np.ndarray):
+        return as_rgb(img)
+    raise UserError(f"image: expected a path or an RGB uint8 array, got {type(img).__name__}")
+
+
+def _is_torchscript(path: Path) -> bool:
+    from faceforge.deploy.torchscript_embedder import is_torchscript
+
+    return is_torchscript(path)
+
+
+class FaceAnalyzer:
+    def __init__(self, model, detector: str = "retinaface", device: str = "cpu", backend: str = "auto",
+                 card=None, threshold: float | None = None, **detector_options):
+        if backend not in BACKENDS:
+            raise UserError(f"backend '{backend}': expected one of {', '.join(BACKENDS)}")
+        from faceforge.align.detectors import get_detector
+
+        self.device = device
+        self.calibration: dict | None = None
+        self.embedder, self.backend = self._load(model, device, backend, card)
+        self.card = getattr(self.embedder, "card", None)
+        if self.card is None:
+            raise UserError(f"model {model}: no card describes its input")
+        self.detector = get_detector(detector, **detector_options)
+        self.threshold = threshold
+        if self.threshold is None and self.card.threshold is not None:
+            self.threshold = float(self.card.threshold)
+        if self.threshold is None and self.calibration:
+            self.threshold = float(self.calibration["threshold"])
+        cal_flip = (self.calibration or {}).get("flip")
+        self.flip = cal_flip or self.card.flip  # score with the fusion the threshold was chosen under
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    def _load(self, model, device: str, backend: str, card):
+        from faceforge.eval.embedder import Embedder, TorchEmbedder
+
+        if isinstance(model, Embedder):
+            return model, "embedder"
+        spec = str(model)
+        if spec.startswith("dlib:"):
+            from faceforge.eval.embedder import load_embedder
+
+            return load_embedder(spec, device), "dlib"
+        path = Path(spec)
+        if not path.is_file():
+            raise UserError(f"model: file not found: {path}")
+        suffix = path.suffix.lower()
+        if suffix == ".onnx":
+            if backend == "torch":
+                raise UserError(f"{path}: an ONNX file runs on backend 'onnx' (or 'auto'), not 'torch'")
+            from faceforge.deploy.onnx_embedder import OnnxEmbedder
+
+            return OnnxEmbedder(path, device, card), "onnx"
+        if suffix in (".ts", ".torchscript") or (suffix in CHECKPOINT_SUFFIXES and _is_torchscript(path)):
+            if backend == "onnx":
+                raise UserError(f"{path}: a TorchScript file runs on backend 'torch' (or 'auto'), not 'onnx'")
+            from faceforge.deploy.torchscript_embedder import TorchScriptEmbedder
+
+            return TorchScriptEmbedder(path, device, card), "torch"
+        from faceforge.deploy.calibration import stored_calibration
+        from faceforge.deploy.card import resolve_card
+        from faceforge.deploy.export import card_for_model
+        from faceforge.models.checkpoint import load_backbone
+
+        self.calibration = stored_calibration(path)
+        net = load_backbone(path, "cpu")
+        net_card = resolve_card(path, card) or card_for_model(net, self.calibration)
+        if backend == "onnx":
+            from faceforge.deploy.export import onnx_bytes
+            from faceforge.deploy.onnx_embedder import OnnxEmbedder
+
+            emb = OnnxEmbedder(path.with_suffix(".onnx"), device, card=net_card,
+                               model_bytes=onnx_bytes(net, net_card.input_size))
+            return emb, "onnx"
+        if net_card.layout != "NCHW":
+            raise UserError(f"{path}: a faceforge checkpoint takes NCHW input; "
+                            f"the card says {net_card.layout}")
+        net.meta.update(net_card.embedder_meta().__dict__ | {"name": path.stem})
+        emb = TorchEmbedder(net, device, name=path.stem, source=str(path))
+        emb.card = net_card
+        return emb, "torch"
+
+    # -- the four verbs --------------------------------------------------------------------------
+
+    def detect(self, img) -> list[AnalyzedFace]:
+        """Faces in ``img`` (path or RGB array), most confident first."""
+        faces = self.detector.detect(load_image(img))
+        return [AnalyzedFace(f.box, f.score, f.landmarks) for f in faces]
+
+    def align(self, img, face: Face) -> np.ndarray:
+        """The crop of ``face`` the model takes: its template at its input size (H x W x 3 RGB uint8)."""
+        img = load_image(img)
+        if hasattr(self.embedder, "chip"):  # models with their own alignment (dlib)
+            return self.embedder.chip(img, face)
+        import cv2
+
+        from faceforge.align.transform import estimate_similarity
+
+        h, w = self.card.input_size
+        m = estimate_similarity(face.landmarks, self.card.template_points())
+        return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=0)
+
+    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        """L2-normalised embeddings of aligned crops [B, H, W, 3], fused with the card's flip."""
+        from faceforge.eval.verification import l2_normalize
+
+        crops = np.ascontiguousarray(crops)
+        feats = self.embedder.embed(crops)
+        if self.flip != "none":
+            flipped = self.embedder.embed(np.ascontiguousarray(crops[:, :, ::-1]))
+            feats = feats + flipped if self.flip == "sum" else np.concatenate([feats, flipped], axis=1)
+        return l2_normalize(feats.astype(np.float32))
+
+    def embed(self, img) -> list[AnalyzedFace]:
+        """Every face in ``img`` with ``.embedding`` set (L2-normalised), most confident first."""
+        img = load_image(img)
+        faces = self.detect(img)
+        if faces:
+            crops = np.stack([self.align(img, f) for f in faces])
+            for f, e in zip(faces, self.embed_crops(crops)):
+                f.embedding = e
+        return faces
+
+    def _embedding(self, x, which: str) -> np.ndarray:
+        if isinstance(x, Face):
+            emb = getattr(x, "embedding", None)
+            if emb is None:
+                raise UserError(f"compare: face {which} has no embedding (use FaceAnalyzer.embed)")
+            return np.asarray(emb, dtype=np.float32)
+        if isinstance(x, np.ndarray) and x.ndim == 1:
+            return x.astype(np.float32) / max(float(np.linalg.norm(x)), 1e-12)
+        faces = self.embed(x)
+        if not faces:
+            shown = f" ({x})" if isinstance(x, (str, Path)) else ""
+            raise UserError(f"compare: no face found in image {which}{shown}")
+        return faces[0].embedding
+
+    def compare(self, a, b) -> tuple[float, bool]:
+        """(cosine similarity, same person?) of two faces, embeddings or images (most confident face).
+
+        "Same" is ``similarity >= threshold``, the threshold calibrated with the model.
+        """
+        ea, eb = self._embedding(a, "a"), self._embedding(b, "b")
+        if ea.shape != eb.shape:
+            raise UserError(f"compare: embeddings differ in size ({ea.shape[0]} vs {eb.shape[0]})")
+        sim = float(np.dot(ea, eb))
+        if self.threshold is None:
+            raise UserError("compare: the model has no calibrated threshold; run 'faceforge calibrate CKPT "
+                            "--pairs SRC --far 1e-3' (or export with --pairs/--far), or pass threshold=")
+        return sim, bool(sim >= self.threshold)
+
+    def __repr__(self) -> str:
+        return (f"FaceAnalyzer(model={self.embedder.meta.name!r}, backend={self.backend!r}, "
+                f"input={self.card.input_size}, template={self.card.template_name()!r}, "
+                f"threshold={self.threshold})")

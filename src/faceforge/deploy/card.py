@@ -1,0 +1,400 @@
+"""Model cards: a small YAML/JSON sidecar saying how to feed a face embedder that faceforge did not build.
+
+A card declares everything between "an aligned face" and "the tensor the model wants"::
+
+    input_size: [112, 112]        # H, W
+    channel_order: rgb            # rgb | bgr
+    layout: NCHW                  # NCHW | NHWC
+    mean: [0.5, 0.5, 0.5]         # x = (pixel/255 - mean) / std, per channel (or one number) ...
+    std: [0.5, 0.5, 0.5]
+    # scale: 0.0078125            # ... or x = pixel * scale + offset (pixel in 0..255)
+    # offset: -1.0
+    template: arcface             # arcface | sphereface | {points: [[x, y] x5], size: [H, W]}
+    embedding_size: 512
+    flip: sum                     # recommended test-time flip fusion: none | sum | concat
+    score: cosine                 # cosine | l2
+    threshold: 0.31               # optional calibrated "same person" threshold (cosine) ...
+    far: 0.001                    # ... at this false-accept rate
+
+Unknown keys are errors naming the closest valid key. ``mean``/``std`` are in faceforge's 0..1 unit;
+a mean above 1 (``127.5``) is rejected with a hint, since mixing the two units silently ruins a model.
+:func:`card_from_onnx` infers a card from an ONNX file's ``metadata_props`` (faceforge exports) or,
+failing that, from its input shape; :func:`check_onnx` reports where a card contradicts a graph.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceforge.errors import UserError, closest
+
+CHANNEL_ORDERS = ("rgb", "bgr")
+LAYOUTS = ("NCHW", "NHWC")
+FLIPS = ("none", "sum", "concat")
+SCORES = ("cosine", "l2")
+NAMED_TEMPLATES = {"arcface": (112, 112), "sphereface": (112, 96)}
+CARD_SUFFIXES = (".yaml", ".yml", ".json")
+METADATA_PREFIX = "faceforge."
+
+
+@dataclass
+class ModelCard:
+    input_size: tuple[int, int] = (112, 112)
+    channel_order: str = "rgb"
+    layout: str = "NCHW"
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    template: str | dict = "arcface"
+    embedding_size: int = 512
+    flip: str = "none"
+    score: str = "cosine"
+    threshold: float | None = None
+    far: float | None = None
+    name: str = ""
+    model_id: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    # -- conversions -----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return {k: v for k, v in d.items() if v is not None and v != "" and v != []}
+
+    def template_name(self) -> str:
+        return self.template if isinstance(self.template, str) else "custom"
+
+    def template_points(self) -> np.ndarray:
+        """The five template points (float64 [5, 2]) in the model's input frame."""
+        from faceforge.align.transform import template_points
+
+        if isinstance(self.template, dict):
+            pts = np.asarray(self.template["points"], dtype=np.float64)
+            th, tw = self.template["size"]
+            h, w = self.input_size
+            return pts * np.array([w / tw, h / th])
+        return template_points(self.template, self.input_size)
+
+    def embedder_meta(self, name: str | None = None):
+        """The :class:`~faceforge.eval.embedder.EmbedderMeta` of this card."""
+        from faceforge.eval.embedder import EmbedderMeta
+
+        return EmbedderMeta(
+            input_size=tuple(self.input_size),
+            template=self.template_name(),
+            mean=tuple(self.mean),
+            std=tuple(self.std),
+            channel_order=self.channel_order,
+            embedding_size=int(self.embedding_size),
+            name=name or self.name or "model",
+        )
+
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """uint8 RGB [B, H, W, 3] at ``input_size`` -> the float32 tensor the model takes."""
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"expected uint8 [B, H, W, 3] images, got {images.dtype} {images.shape}")
+        if tuple(images.shape[1:3]) != tuple(self.input_size):
+            from faceforge.eval.embedder import fit_batch
+
+            images = fit_batch(images, self.input_size)
+        if self.channel_order == "bgr":
+            images = images[..., ::-1]
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        x = (images.astype(np.float32) / np.float32(255.0) - mean) / std
+        if self.layout == "NCHW":
+            x = x.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+
+_KEYS = {f.name for f in fields(ModelCard)} | {"scale", "offset"}
+
+
+def _err(where: str, key: str, msg: str) -> UserError:
+    return UserError(f"{where}: {key}: {msg}")
+
+
+def _channels(value, where: str, key: str) -> tuple[float, ...]:
+    vals = [value] * 3 if isinstance(value, (int, float)) else value
+    try:
+        out = tuple(float(v) for v in vals)
+    except (TypeError, ValueError):
+        raise _err(where, key, f"expected a number or 3 numbers, got {value!r}") from None
+    if len(out) == 1:
+        out = out * 3
+    if len(out) != 3 or not all(np.isfinite(out)):
+        raise _err(where, key, f"expected a number or 3 finite numbers, got {value!r}")
+    return out
+
+
+def _template(value, where: str):
+    if isinstance(value, str):
+        if value not in NAMED_TEMPLATES:
+            raise _err(where, "template", f"unknown template '{value}': {closest(value, NAMED_TEMPLATES)} "
+                       "(or give {points: [[x, y] x5], size: [H, W]})")
+        return value
+    if isinstance(value, dict):
+        extra = set(value) - {"points", "size"}
+        if extra or "points" not in value or "size" not in value:
+            raise _err(where, "template",
+                       "an explicit template needs exactly 'points' (5 x [x, y]) and 'size' [H, W]")
+        pts = np.asarray(value["points"], dtype=np.float64)
+        if pts.shape != (5, 2) or not np.all(np.isfinite(pts)):
+            raise _err(where, "template.points", f"expected 5 [x, y] points, got shape {pts.shape}")
+        size = _size(value["size"], where, "template.size")
+        return {"points": pts.tolist(), "size": list(size)}
+    raise _err(where, "template", f"expected a name or {{points, size}}, got {value!r}")
+
+
+def _size(value, where: str, key: str) -> tuple[int, int]:
+    if isinstance(value, str):
+        value = value.lower().replace("x", ",").split(",")
+    try:
+        h, w = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise _err(where, key, f"expected [H, W] (e.g. [112, 112] or '112x96'), got {value!r}") from None
+    if h < 8 or w < 8:
+        raise _err(where, key, f"expected a size of at least 8x8, got {h}x{w}")
+    return h, w
+
+
+def _choice(value, choices, where: str, key: str, upper: bool = False) -> str:
+    text = str(value).upper() if upper else str(value).lower()
+    if text not in choices:
+        raise _err(where, key, f"'{value}' is not one of {', '.join(choices)}")
+    return text
+
+
+def card_from_dict(d: dict[str, Any], where: str = "card") -> ModelCard:
+    """A validated card from a plain dict (strict: unknown keys name their closest valid key)."""
+    if not isinstance(d, dict):
+        raise UserError(f"{where}: expected a mapping of card fields, got {type(d).__name__}")
+    for key in d:
+        if key not in _KEYS:
+            raise _err(where, str(key), f"unknown card field; {closest(str(key), _KEYS)}")
+    card = ModelCard()
+    if "input_size" in d:
+        card.input_size = _size(d["input_size"], where, "input_size")
+    if "channel_order" in d:
+        card.channel_order = _choice(d["channel_order"], CHANNEL_ORDERS, where, "channel_order")
+    if "layout" in d:
+        card.layout = _choice(d["layout"], LAYOUTS, where, "layout", upper=True)
+    has_ms, has_so = ("mean" in d or "std" in d), ("scale" in d or "offset" in d)
+    if has_ms and has_so:
+        raise _err(where, "scale", "give either mean/std or scale/offset, not both")
+    if has_so:
+        scale = _channels(d.get("scale", 1.0), where, "scale")
+        offset = _channels(d.get("offset", 0.0), where, "offset")
+        if any(s == 0 for s in scale):
+            raise _err(where, "scale", "must not be 0")
+        # pixel*scale + offset == (pixel/255 - mean)/std with std = 1/(255 scale), mean = -offset*std
+        card.std = tuple(1.0 / (255.0 * s) for s in scale)
+        card.mean = tuple(-o * st for o, st in zip(offset, card.std))
+    if has_ms:
+        card.mean = _channels(d.get("mean", 0.0), where, "mean")
+        card.std = _channels(d.get("std", 1.0), where, "std")
+        if any(abs(m) > 1.0 for m in card.mean) or any(s > 1.0 for s in card.std):
+            raise _err(where, "mean", f"mean {list(card.mean)} / std {list(card.std)} look like 0..255 pixel "
+                       "units; cards use 0..1 units (mean 0.5, std 0.5 for (pixel-127.5)/127.5) "
+                       "or scale/offset")
+        if any(s <= 0 for s in card.std):
+            raise _err(where, "std", "must be positive")
+    if "template" in d:
+        card.template = _template(d["template"], where)
+    if "embedding_size" in d:
+        try:
+            card.embedding_size = int(d["embedding_size"])
+        except (TypeError, ValueError):
+            raise _err(where, "embedding_size", f"expected an integer, got {d['embedding_size']!r}") from None
+        if card.embedding_size < 1:
+            raise _err(where, "embedding_size", "must be positive")
+    if "flip" in d:
+        card.flip = _choice(d["flip"], FLIPS, where, "flip")
+    if "score" in d:
+        card.score = _choice(d["score"], SCORES, where, "score")
+    for key in ("threshold", "far"):
+        if d.get(key) is not None:
+            try:
+                setattr(card, key, float(d[key]))
+            except (TypeError, ValueError):
+                raise _err(where, key, f"expected a number, got {d[key]!r}") from None
+    if card.far is not None and not 0 < card.far < 1:
+        raise _err(where, "far", f"expected a rate in (0, 1), got {card.far}")
+    card.name = str(d.get("name", "") or "")
+    card.model_id = str(d.get("model_id", "") or "")
+    card.notes = [str(n) for n in (d.get("notes") or [])]
+    if isinstance(card.template, str):
+        native = NAMED_TEMPLATES[card.template]
+        if native[0] * card.input_size[1] != native[1] * card.input_size[0]:
+            card.notes.append(f"template {card.template} is {native[0]}x{native[1]} but input_size is "
+                              f"{card.input_size[0]}x{card.input_size[1]}: the template is scaled "
+                              "and centred")
+    return card
+
+
+def load_card(path: str | Path) -> ModelCard:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--card: file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # yaml.YAMLError / JSONDecodeError: a malformed card
+        raise UserError(f"{path}: not a readable card ({type(e).__name__}: {e})") from None
+    return card_from_dict(data or {}, str(path))
+
+
+def save_card(card: ModelCard, path: str | Path) -> Path:
+    from faceforge.atomic import atomic_write_text
+
+    path = Path(path)
+    d = card.to_dict()
+    if path.suffix.lower() == ".json":
+        text = json.dumps(d, indent=2) + "\n"
+    else:
+        import yaml
+
+        text = yaml.safe_dump(d, sort_keys=False)
+    atomic_write_text(path, text)
+    return path
+
+
+def card_beside(model_path: str | Path) -> Path | None:
+    """``X.yaml`` / ``X.yml`` / ``X.json`` next to ``X.onnx``, if one exists."""
+    p = Path(model_path)
+    for suffix in CARD_SUFFIXES:
+        cand = p.with_suffix(suffix)
+        if cand.is_file():
+            return cand
+    return None
+
+
+def resolve_card(model_path: str | Path, card=None) -> ModelCard | None:
+    """An explicit card (path, dict or ModelCard), else one found beside the model, else None."""
+    if isinstance(card, ModelCard):
+        return card
+    if isinstance(card, dict):
+        return card_from_dict(card, "card")
+    if card is not None:
+        return load_card(card)
+    beside = card_beside(model_path)
+    return load_card(beside) if beside else None
+
+
+# ------------------------------------------------------------------------------------------------
+# ONNX metadata
+
+
+def card_to_metadata(card: ModelCard) -> dict[str, str]:
+    """String metadata for ONNX ``metadata_props``: one ``faceforge.<field>`` key per card field."""
+    return {f"{METADATA_PREFIX}{k}": json.dumps(v) for k, v in card.to_dict().items() if k != "notes"}
+
+
+def card_from_metadata(props: dict[str, str], where: str) -> ModelCard | None:
+    d = {}
+    for key, value in props.items():
+        if key.startswith(METADATA_PREFIX):
+            try:
+                d[key[len(METADATA_PREFIX):]] = json.loads(value)
+            except json.JSONDecodeError:
+                raise UserError(f"{where}: metadata '{key}' is not JSON: {value!r}") from None
+    return card_from_dict(d, f"{where} metadata") if d else None
+
+
+def _onnx_io(model) -> tuple[list, list]:
+    """(input dims, output dims) of the first graph input/output: ints, or names/None if symbolic."""
+
+    def dims(value_info):
+        out = []
+        for d in value_info.type.tensor_type.shape.dim:
+            out.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or None))
+        return out
+
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    return dims(inputs[0]), dims(model.graph.output[0])
+
+
+def _load_onnx(path: str | Path):
+    try:
+        import onnx
+    except ImportError:
+        raise UserError("ONNX models need onnx: pip install faceforge[deploy]") from None
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # a truncated or foreign file
+        raise UserError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+
+
+def card_from_onnx(path: str | Path, model=None) -> ModelCard:
+    """The card stored in a faceforge ONNX export, or one inferred from the graph's input shape.
+
+    An inferred card assumes the InsightFace convention (RGB, (pixel-127.5)/127.5, ArcFace template,
+    cosine) and says so in ``notes``: check it before trusting the model's scores.
+    """
+    model = model if model is not None else _load_onnx(path)
+    props = {p.key: p.value for p in model.metadata_props}
+    card = card_from_metadata(props, str(path))
+    if card is not None:
+        card.notes.extend(check_onnx(card, model, str(path)))
+        return card
+    in_dims, out_dims = _onnx_io(model)
+    if len(in_dims) != 4:
+        raise UserError(f"{path}: input has {len(in_dims)} dimensions; a face embedder takes [B, C, H, W] "
+                        "or [B, H, W, C]: write a card by hand")
+    card = ModelCard(notes=["inferred from the graph shape: RGB, mean/std 0.5 and the ArcFace template "
+                            "are assumptions (InsightFace convention); check them"])
+    if in_dims[1] == 3 and isinstance(in_dims[2], int) and isinstance(in_dims[3], int):
+        card.layout, card.input_size = "NCHW", (in_dims[2], in_dims[3])
+    elif in_dims[3] == 3 and isinstance(in_dims[1], int) and isinstance(in_dims[2], int):
+        card.layout, card.input_size = "NHWC", (in_dims[1], in_dims[2])
+    else:
+        raise UserError(f"{path}: cannot tell the layout from input shape {in_dims}: write a card by hand")
+    h, w = card.input_size
+    card.template = "sphereface" if (h, w) == (112, 96) else "arcface"
+    if len(out_dims) >= 2 and isinstance(out_dims[-1], int):
+        card.embedding_size = int(out_dims[-1])
+    else:
+        card.notes.append(f"output shape {out_dims} does not give the embedding size; it is measured at load")
+    if in_dims[0] == 1:
+        card.notes.append("the graph has a static batch of 1: images are run one at a time")
+    card.name = Path(path).stem
+    return card
+
+
+def check_onnx(card: ModelCard, model, where: str) -> list[str]:
+    """Raise UserError where ``card`` contradicts the graph; return notes for what merely deserves a word."""
+    notes = []
+    in_dims, out_dims = _onnx_io(model)
+    if len(in_dims) != 4:
+        raise UserError(f"{where}: the card says {card.layout} images but the graph input has "
+                        f"shape {in_dims}")
+    if card.layout == "NCHW":
+        c, h, w = in_dims[1], in_dims[2], in_dims[3]
+    else:
+        h, w, c = in_dims[1], in_dims[2], in_dims[3]
+    if isinstance(c, int) and c != 3:
+        raise UserError(f"{where}: the card says layout {card.layout}, so the graph input {in_dims} has "
+                        f"{c} channels, not 3 (wrong layout in the card?)")
+    for got, want, what in ((h, card.input_size[0], "height"), (w, card.input_size[1], "width")):
+        if isinstance(got, int) and got != want:
+            raise UserError(f"{where}: the card's input_size {card.input_size[0]}x{card.input_size[1]} "
+                            f"contradicts the graph input {in_dims} ({what} {got})")
+    if len(out_dims) >= 2 and isinstance(out_dims[-1], int) and out_dims[-1] != card.embedding_size:
+        raise UserError(f"{where}: the card's embedding_size {card.embedding_size} contradicts the graph "
+                        f"output {out_dims}")
+    if in_dims[0] == 1:
+        notes.append("the graph has a static batch of 1: images are run one at a time")
+    return notes

@@ -1,0 +1,1 @@
+"""dlib's ResNet face descriptor (placeholder module; filled in below)."""

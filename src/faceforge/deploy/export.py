@@ -1,0 +1,279 @@
+"""``faceforge export``: a faceforge checkpoint to ONNX (fp32, fp16 or int8) with a parity check.
+
+The graph takes the normalised float tensor ``input[B, 3, H, W]`` (dynamic batch) and returns the raw
+(un-normalised) ``embedding[B, D]``; opset 17, legacy TorchScript exporter (the dynamo exporter needs
+``onnxscript``, which faceforge does not require). Everything needed to feed it -- input size, mean/std,
+channel order, layout, template, embedding size, a model id (hash of the backbone weights) and, when
+calibrated, the threshold and its FAR -- goes into ``metadata_props`` as ``faceforge.<field>`` and
+into a card beside the file (``OUT.yaml``).
+
+Parity: ONNX Runtime and PyTorch embed the same fixed batch of synthetic faces; the minimum cosine
+must reach 0.9999 (fp32) or 0.999 (fp16); int8 reports its cosine and, with ``pairs``, the
+verification accuracy of fp32 next to int8 on that set.
+
+fp16 uses ``onnxruntime.transformers.float16`` with float32 inputs/outputs kept (the graph casts);
+int8 is ``quantize_static`` (QDQ, per-channel int8 weights, uint8 activations) calibrated on a data
+source (``synthetic:50x4`` by default), or ``quantize_dynamic`` when ``calib="dynamic"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceforge.deploy.card import ModelCard, card_to_metadata, save_card
+from faceforge.errors import UserError
+
+OPSET = 17
+PRECISIONS = ("fp32", "fp16", "int8")
+PARITY_MIN = {"fp32": 0.9999, "fp16": 0.999}
+
+
+def model_id(model) -> str:
+    from faceforge.eval.embedder import _state_fingerprint
+
+    return _state_fingerprint(model)
+
+
+def card_for_model(model, calibration: dict | None = None) -> ModelCard:
+    """The card of a faceforge backbone (``model.meta`` as set by ``build_backbone``)."""
+    meta = dict(getattr(model, "meta", {}) or {})
+
+    def three(v):
+        return tuple(float(x) for x in (v if isinstance(v, (list, tuple)) else [v] * 3))
+
+    card = ModelCard(
+        input_size=tuple(int(v) for v in meta.get("input_size", (112, 112))),
+        channel_order=str(meta.get("channel_order", "rgb")).lower(),
+        layout="NCHW",
+        mean=three(meta.get("mean", 0.5)),
+        std=three(meta.get("std", 0.5)),
+        template=str(meta.get("template", "arcface")),
+        embedding_size=int(meta.get("embedding_size", getattr(model, "embedding_size", 512))),
+        flip="sum",  # arcface_torch and FaceX-Zoo evaluate with the flipped image's features added
+        score="cosine",
+        name=str(meta.get("backbone") or "model"),
+        model_id=model_id(model),
+    )
+    if calibration:
+        card.threshold, card.far = float(calibration["threshold"]), float(calibration["far"])
+    return card
+
+
+def onnx_bytes(model, input_size=(112, 112)) -> bytes:
+    """The fp32 ONNX graph of a backbone (dynamic batch, opset 17) as bytes."""
+    import torch
+
+    model = model.eval().cpu()
+    x = torch.zeros(2, 3, int(input_size[0]), int(input_size[1]))
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(
+            model, (x,), buf, input_names=["input"], output_names=["embedding"],
+            dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+            opset_version=OPSET, do_constant_folding=True, dynamo=False,
+        )
+    return buf.getvalue()
+
+
+def set_metadata(model_proto, card: ModelCard) -> None:
+    del model_proto.metadata_props[:]
+    for key, value in card_to_metadata(card).items():
+        prop = model_proto.metadata_props.add()
+        prop.key, prop.value = key, value
+    model_proto.producer_name = "faceforge"
+
+
+def parity_batch(input_size=(112, 112), n: int = 8) -> np.ndarray:
+    """A fixed batch of aligned synthetic faces (deterministic), fitted to ``input_size``."""
+    from faceforge.data.synthetic import SyntheticFaces
+    from faceforge.eval.embedder import fit_batch
+
+    faces = SyntheticFaces(seed=1234)
+    imgs = np.stack([faces.render(j, j % 3)[0] for j in range(n)])
+    return fit_batch(imgs, input_size)
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return np.sum(a * b, axis=1)
+
+
+def to_fp16(model_proto):
+    try:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError:
+        raise UserError("--fp16 needs onnxruntime's transformers tools: pip install onnxruntime") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return convert_float_to_float16(model_proto, keep_io_types=True)
+
+
+class _CalibReader:
+    """``onnxruntime.quantization.CalibrationDataReader`` over a data source, in batches of 16."""
+
+    def __init__(self, source: str, card: ModelCard, limit: int = 256):
+        from faceforge.data.dataset import CorruptImage, open_source
+        from faceforge.eval.embedder import fit_to_input
+
+        ds = open_source(source)
+        imgs = []
+        for i in range(min(len(ds), limit)):
+            try:
+                imgs.append(fit_to_input(ds.read(i), card.input_size))
+            except CorruptImage:
+                continue
+        if not imgs:
+            raise UserError(f"--calib {source}: no readable image")
+        x = card.preprocess(np.stack(imgs))
+        self.batches = iter([{"input": x[i : i + 16]} for i in range(0, len(x), 16)])
+        self.count = len(imgs)
+
+    def get_next(self):
+        return next(self.batches, None)
+
+    def rewind(self):  # not needed by the calibrators faceforge uses
+        pass
+
+
+def to_int8(fp32_path: Path, out_path: Path, card: ModelCard, calib: str | None) -> dict[str, Any]:
+    try:
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        raise UserError("--int8 needs onnxruntime's quantization tools: pip install onnxruntime") from None
+    if calib == "dynamic":
+        quantize_dynamic(str(fp32_path), str(out_path), weight_type=QuantType.QInt8)
+        return {"int8": "dynamic", "calibration_images": 0}
+    pre = fp32_path.with_name("pre.onnx")
+    quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+    reader = _CalibReader(calib or "synthetic:50x4", card)
+    CalibrationDataReader.register(type(reader))
+    quantize_static(str(pre), str(out_path), reader, per_channel=True, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QUInt8)
+    return {"int8": "static", "calibration_images": reader.count, "calib": calib or "synthetic:50x4"}
+
+
+def export_onnx(ckpt: str | Path, out: str | Path, precision: str = "fp32", calib: str | None = None,
+                pairs: str | None = None, far: float | None = None, flip: str | None = None,
+                log=print) -> dict[str, Any]:
+    """Export ``ckpt`` to ``out`` (+ ``out.yaml``); return a report (sizes, parity, accuracies)."""
+    import onnx
+    import torch
+
+    from faceforge.deploy.onnx_embedder import OnnxEmbedder
+    from faceforge.eval.embedder import TorchEmbedder
+    from faceforge.models.checkpoint import load_backbone, read_checkpoint
+
+    if precision not in PRECISIONS:
+        raise UserError(f"precision '{precision}': expected one of {', '.join(PRECISIONS)}")
+    if far is not None and not pairs:
+        raise UserError("--far: calibration needs a verification set (--pairs SOURCE)")
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise UserError(f"--onnx {out}: the output file must end in .onnx")
+    calibration = read_checkpoint(ckpt).get("calibration")
+    model = load_backbone(ckpt, "cpu")
+    card = card_for_model(model, calibration if isinstance(calibration, dict) else None)
+    report: dict[str, Any] = {"precision": precision, "model_id": card.model_id, "opset": OPSET}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".faceforge-export-", dir=out.parent) as td:
+        td = Path(td)
+        fp32 = onnx.load_from_string(onnx_bytes(model, card.input_size))
+        set_metadata(fp32, card)
+        fp32_path = td / "fp32.onnx"
+        onnx.save(fp32, str(fp32_path))
+        report["size_fp32"] = fp32_path.stat().st_size
+        final_path = td / "final.onnx"
+        if precision == "fp32":
+            shutil.copyfile(fp32_path, final_path)
+        elif precision == "fp16":
+            onnx.save(to_fp16(fp32), str(final_path))
+        else:
+            report.update(to_int8(fp32_path, final_path, card, calib))
+
+        # parity on a fixed batch: ONNX Runtime vs PyTorch eager
+        batch = parity_batch(card.input_size)
+        torch.set_grad_enabled(False)
+        ref = TorchEmbedder(model, "cpu").embed(batch)
+        got = OnnxEmbedder(final_path, "cpu", card=card).embed(batch)
+        cos = cosines(ref.astype(np.float64), got.astype(np.float64))
+        report["parity_min_cosine"] = float(cos.min())
+        log(f"parity ({precision} ONNX Runtime vs PyTorch, {len(batch)} faces): min cosine {cos.min():.6f}")
+        need = PARITY_MIN.get(precision)
+        if need is not None and cos.min() < need:
+            raise UserError(f"export parity failed: min cosine {cos.min():.6f} < {need} ({precision})")
+
+        use_flip = flip or card.flip
+        if pairs:
+            from faceforge.eval.verification import evaluate_pairs
+
+            accs = {}
+            for label, path in (("fp32", fp32_path), (precision, final_path)):
+                if label in accs:
+                    continue
+                res = evaluate_pairs(OnnxEmbedder(path, "cpu", card=card), pairs, flip=use_flip)
+                accs[label] = res["accuracy"]
+            report["accuracy"] = accs
+            log("accuracy on " + str(pairs) + ": " + ", ".join(f"{k} {v:.4f}" for k, v in accs.items()))
+        if far is not None:
+            from faceforge.deploy.calibration import calibrate
+
+            cal = calibrate(OnnxEmbedder(final_path, "cpu", card=card), pairs, far, use_flip)
+            card.threshold, card.far, card.flip = cal["threshold"], cal["far"], use_flip
+            report["calibration"] = cal
+            log(f"calibrated threshold {cal['threshold']:.4f} (cosine) at FAR {far:g}: TAR {cal['tar']:.4f} "
+                f"on {cal['pairs']} pairs (FAR resolution {cal['far_resolution']:.2g})")
+
+        final = onnx.load(str(final_path))
+        set_metadata(final, card)
+        final_bytes = final.SerializeToString()
+    from faceforge.atomic import atomic_write_bytes
+
+    atomic_write_bytes(out, final_bytes)
+    card_path = save_card(card, out.with_suffix(".yaml"))
+    report.update({"onnx": str(out), "card": str(card_path), "size": out.stat().st_size,
+                   "sha256": hashlib.sha256(final_bytes).hexdigest()[:16]})
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB {precision}; "
+        f"fp32 {report['size_fp32'] / 1e6:.2f} MB) "
+        f"and {card_path}")
+    return report
+
+
+def export_torchscript(ckpt: str | Path, out: str | Path, log=print) -> dict[str, Any]:
+    """A TorchScript archive of the backbone with its card embedded (``extra_files``) and beside it."""
+    import json
+
+    import torch
+
+    from faceforge.models.checkpoint import load_backbone
+
+    model = load_backbone(ckpt, "cpu")
+    card = card_for_model(model)
+    x = torch.zeros(2, 3, *card.input_size)
+    with torch.no_grad():
+        scripted = torch.jit.trace(model, x)
+    buf = io.BytesIO()
+    torch.jit.save(scripted, buf, _extra_files={"faceforge_card.json": json.dumps(card.to_dict())})
+    from faceforge.atomic import atomic_write_bytes
+
+    out = Path(out)
+    atomic_write_bytes(out, buf.getvalue())
+    card_path = save_card(card, out.with_suffix(".yaml"))
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {card_path}")
+    return {"torchscript": str(out), "card": str(card_path), "size": out.stat().st_size}

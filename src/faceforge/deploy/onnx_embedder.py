@@ -1,0 +1,104 @@
+"""ONNX face embedders on ONNX Runtime, fed exactly as their model card says.
+
+``load_embedder("model.onnx")`` lands here (``register_loader(".onnx")``). The card is, in order:
+the one passed (``--card``), ``model.yaml``/``model.json`` beside the file, the one stored in the
+ONNX ``metadata_props`` by ``faceforge export``, or one inferred from the input shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from faceforge.deploy.card import ModelCard, _load_onnx, card_from_onnx, check_onnx, resolve_card
+from faceforge.errors import UserError
+from faceforge.eval.embedder import Embedder, register_loader
+
+
+def providers_for(device: str = "cpu") -> list[str]:
+    """CUDA first when the device asks for it (or is ``auto``) and ONNX Runtime has it; CPU always."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    out = []
+    if str(device).startswith(("cuda", "auto")) and "CUDAExecutionProvider" in available:
+        out.append("CUDAExecutionProvider")
+    return out + ["CPUExecutionProvider"]
+
+
+def make_session(model: str | Path | bytes, device: str = "cpu", threads: int = 0):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError("ONNX models need onnxruntime: pip install faceforge[deploy]") from None
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    opts.log_severity_level = 3
+    src = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(src, sess_options=opts, providers=providers_for(device))
+    except Exception as e:  # ORT raises its own exception types for an invalid graph
+        raise UserError(f"{model if not isinstance(model, bytes) else 'ONNX model'}: ONNX Runtime cannot "
+                        f"load it ({type(e).__name__}: {e})") from None
+
+
+class OnnxEmbedder(Embedder):
+    """``embed(uint8 RGB [B, H, W, 3])`` -> float32 [B, D] through an ONNX Runtime session."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", card=None, threads: int = 0,
+                 model_bytes: bytes | None = None):
+        self.path = Path(path)
+        model = _load_onnx(self.path) if model_bytes is None else None
+        if model_bytes is not None:
+            import onnx
+
+            model = onnx.load_from_string(model_bytes)
+        explicit = resolve_card(self.path, card) if model_bytes is None or card is not None else None
+        if explicit is not None:
+            explicit.notes.extend(check_onnx(explicit, model, str(self.path)))
+            self.card = explicit
+        else:
+            self.card = card_from_onnx(self.path, model)
+        self.session = make_session(model_bytes if model_bytes is not None else self.path, device, threads)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.output_name = self.session.get_outputs()[0].name
+        self.static_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.fp16_input = inp.type == "tensor(float16)"
+        self.meta = self.card.embedder_meta(self.card.name or self.path.stem)
+        self._model_id = self.card.model_id
+        self.providers = self.session.get_providers()
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        if self.fp16_input:
+            x = x.astype(np.float16)
+        return np.asarray(self.session.run([self.output_name], {self.input_name: x})[0], dtype=np.float32)
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        x = self.card.preprocess(images)
+        if self.static_batch and x.shape[0] != self.static_batch:
+            if self.static_batch != 1:
+                raise UserError(f"{self.path}: the graph has a static batch of {self.static_batch}")
+            out = np.concatenate([self._run(x[i : i + 1]) for i in range(x.shape[0])], axis=0)
+        else:
+            out = self._run(x)
+        out = out.reshape(out.shape[0], -1)
+        if out.shape[1] != self.meta.embedding_size:  # an inferred card could not know it
+            self.meta.embedding_size = self.card.embedding_size = int(out.shape[1])
+        return out
+
+    def fingerprint(self) -> str:
+        if self.path.is_file():
+            st = self.path.stat()
+            key = f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.card.to_dict()}"
+        else:
+            key = f"{self._model_id}|{self.card.to_dict()}"
+        return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+@register_loader(".onnx")
+def load_onnx(path: Path, device: str = "cpu", card: ModelCard | str | None = None) -> OnnxEmbedder:
+    return OnnxEmbedder(path, device, card)
