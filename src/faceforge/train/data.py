@@ -61,8 +61,11 @@ class _BatchReader(torch.utils.data.Dataset):
         flip: bool,
         mean: float,
         std: float,
+        size: tuple[int, int] | None = None,
+        template: str = "arcface",
     ):
         self.dataset, self.flip, self.mean, self.std = dataset, flip, mean, std
+        self.size, self.template = size, template
         self.items = list(plan.batches(epoch, start_step))
         self.seed, self.epoch = plan.seed, epoch
 
@@ -86,6 +89,10 @@ class _BatchReader(torch.utils.data.Dataset):
             images = np.stack(imgs) if imgs else np.zeros((0, 1, 1, 3), np.uint8)
             keep = np.asarray(keep, dtype=np.int64)
         skipped = len(idx) - len(keep)
+        if self.size and len(keep) and tuple(images.shape[1:3]) != tuple(self.size):
+            from faceforge.eval.embedder import fit_batch
+
+            images = fit_batch(images, self.size, self.template)
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
         if self.flip and len(keep):
             f = torch.from_numpy(flip_bits(np.asarray(keep), self.seed, self.epoch))
@@ -105,9 +112,11 @@ def epoch_batches(
     mean: float = 0.5,
     std: float = 0.5,
     workers: int = 0,
+    size: tuple[int, int] | None = None,
+    template: str = "arcface",
 ):
     """Yield ``(step, images[B,3,H,W] float, labels[B], skipped)`` for one epoch from ``start_step``."""
-    reader = _BatchReader(dataset, plan, epoch, start_step, flip, mean, std)
+    reader = _BatchReader(dataset, plan, epoch, start_step, flip, mean, std, size, template)
     loader = torch.utils.data.DataLoader(
         reader,
         batch_size=None,

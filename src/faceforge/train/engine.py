@@ -313,6 +313,11 @@ class Trainer:
         self.mode.after_step(self.backbone)
         return {k: sum(o[k] for o in outs) / len(outs) for k in outs[0]}
 
+    def _input_size(self) -> tuple[int, int]:
+        """What the backbone reads: the upper-half mode crops full crops itself."""
+        size = tuple(self.meta["input_size"])
+        return (2 * size[0], size[1]) if self.meta.get("template") == "arcface_upper_half" else size
+
     def _out_of_budget(self, t_start: float, budget_s: float) -> bool:
         """Step or wall-clock budget spent; the time decision is shared so every rank stops together."""
         steps = self.cfg.train.max_steps
@@ -355,6 +360,8 @@ class Trainer:
                 mean=self.meta["mean"],
                 std=self.meta["std"],
                 workers=cfg.data.workers,
+                size=self._input_size(),
+                template=self.meta.get("template", "arcface"),
             ):
                 lr = self._set_lr()
                 out = self._step(images.to(self.device, non_blocking=True), labels.to(self.device))
