@@ -84,11 +84,11 @@ def model_id(embedder) -> str:
     """
     inner = getattr(embedder, "embedder", embedder)
     meta = getattr(inner, "meta", None)
-    geometry = ""
+    geometry = f"flip={getattr(embedder, 'flip', 'none')}"  # a FaceAnalyzer's flip fusion
     if meta is not None:
-        geometry = (f"{tuple(meta.input_size)}|{meta.template}|{meta.mean}|{meta.std}|"
-                    f"{meta.channel_order}|{meta.embedding_size}")
-    source = getattr(inner, "source", None)
+        geometry += (f"|{tuple(meta.input_size)}|{meta.template}|{meta.mean}|{meta.std}|"
+                     f"{meta.channel_order}|{meta.embedding_size}")
+    source = getattr(inner, "source", None) or getattr(inner, "path", None)
     h = hashlib.sha1()
     if source and Path(source).is_file():
         with open(source, "rb") as f:

@@ -1,0 +1,110 @@
+"""``faceforge gallery create|enroll|search|remove|list``: a FAISS + SQLite face gallery."""
+
+from __future__ import annotations
+
+import json
+
+from faceforge.cli._common import add_group
+from faceforge.cli.infer import aligned_option, model_options
+
+
+def add_commands(sub) -> None:
+    g = add_group(sub, "gallery", "face gallery: enrol identities, search, remove")
+
+    p = g.add_parser("create", help="create an empty gallery for a model")
+    p.add_argument("gallery", help="gallery folder (created)")
+    model_options(p)
+    p.add_argument("--ivf-threshold", type=int, default=100_000,
+                   help="images beyond which the index becomes IVF (default 100000; flat below)")
+    p.add_argument("--nprobe", type=int, default=16, help="IVF lists searched per query (default 16)")
+    p.set_defaults(func=run_create)
+
+    p = g.add_parser("enroll", help="add images of an identity (or a folder of identity folders)",
+                     description="With --identity, every IMAGE (or image inside a folder) is that identity; "
+                     "without it, each PATH is a root whose sub-folders are identities.")
+    p.add_argument("gallery", help="gallery folder")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="images or folders")
+    p.add_argument("--identity", default=None, help="identity id (an opaque string)")
+    model_options(p)
+    aligned_option(p)
+    p.set_defaults(func=run_enroll)
+
+    p = g.add_parser("search", help="top-k identities for a probe image")
+    p.add_argument("gallery", help="gallery folder")
+    p.add_argument("probe", help="probe image")
+    p.add_argument("--top-k", type=int, default=5, help="identities to list (default 5)")
+    p.add_argument("--group", default="max", choices=["max", "mean"],
+                   help="identity score: best image (max, default) or mean over its images")
+    model_options(p)
+    aligned_option(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_search)
+
+    p = g.add_parser("remove", help="remove an identity and all its images")
+    p.add_argument("gallery", help="gallery folder")
+    p.add_argument("identity", help="identity id")
+    p.set_defaults(func=run_remove)
+
+    p = g.add_parser("list", help="identities and their image counts")
+    p.add_argument("gallery", help="gallery folder")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_list)
+
+
+def run_create(args) -> int:
+    from faceforge.deploy.commands import create_gallery
+
+    info = create_gallery(args.gallery, args.model, ivf_threshold=args.ivf_threshold, nprobe=args.nprobe,
+                          detector=args.detector, device=args.device)
+    print(f"created gallery {info['path']} (model {info['model_id']}, dim {info['dim']})")
+    return 0
+
+
+def run_enroll(args) -> int:
+    from faceforge.deploy.commands import enroll_files
+
+    r = enroll_files(args.gallery, args.model, args.identity, args.paths, aligned=args.aligned,
+                     detector=args.detector, device=args.device)
+    info = r["gallery"]
+    print(f"enrolled {r['enrolled']} images of {r['identities']} identities; skipped "
+          f"{len(r['not_images'])} not images, {len(r['no_face'])} without a face; gallery now "
+          f"{info['images']} images of {info['identities']} identities")
+    for f in r["not_images"]:
+        print(f"  not an image: {f}")
+    for f in r["no_face"]:
+        print(f"  no face: {f}")
+    return 0
+
+
+def run_search(args) -> int:
+    from faceforge.cli.infer import run_identify
+
+    args.all_faces = False
+    return run_identify(args)
+
+
+def run_remove(args) -> int:
+    from faceforge.deploy.gallery import Gallery
+    from faceforge.errors import UserError
+
+    with Gallery(args.gallery) as g:
+        n = g.remove(args.identity)
+    if n == 0:
+        raise UserError(f"{args.gallery}: no identity '{args.identity}'")
+    print(f"removed '{args.identity}' ({n} images)")
+    return 0
+
+
+def run_list(args) -> int:
+    from faceforge.deploy.gallery import Gallery
+
+    with Gallery(args.gallery) as g:
+        ids, info = g.identities(), g.info()
+    if args.json:
+        print(json.dumps({"info": info, "identities": [{"identity": i, "images": n} for i, n in ids]}))
+        return 0
+    print(f"{info['identities']} identities, {info['images']} images (model {info['model_id']}, "
+          f"{info['kind']} index)")
+    for name, n in ids:
+        print(f"{name}\t{n}")
+    return 0

@@ -1,0 +1,103 @@
+"""``faceforge embed``, ``faceforge verify`` and ``faceforge identify``: faces of image files."""
+
+from __future__ import annotations
+
+import json
+
+
+def model_options(p, threshold: bool = False) -> None:
+    """Options every inference command shares (also used by ``gallery`` and ``serve``)."""
+    p.add_argument("--model", required=True,
+                   help="model: faceforge checkpoint (.ckpt/.pt), ONNX or TorchScript")
+    p.add_argument("--detector", default="retinaface", help="face detector: retinaface (default) or mtcnn")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    if threshold:
+        p.add_argument("--threshold", type=float, default=None,
+                       help="'same person' cosine threshold (default: the model's calibrated one)")
+
+
+def aligned_option(p) -> None:
+    p.add_argument("--aligned", action="store_true",
+                   help="images are already-aligned face crops (e.g. 112x112 ArcFace): skip detection")
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("embed", help="embed the faces of images into an .npz",
+                       description="Detect, align and embed faces; write embeddings (L2-normalised), boxes, "
+                       "5 points and scores to an .npz. Unreadable images and images without a face are "
+                       "skipped and counted.")
+    p.add_argument("paths", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--out", required=True, help="output .npz")
+    p.add_argument("--all-faces", action="store_true", help="every face (default: the largest per image)")
+    model_options(p)
+    aligned_option(p)
+    p.set_defaults(func=run_embed)
+
+    p = sub.add_parser("verify", help="are two images the same person?",
+                       description="Similarity of the largest faces of two images, the model's threshold and "
+                       "the verdict.")
+    p.add_argument("a", help="first image")
+    p.add_argument("b", help="second image")
+    model_options(p, threshold=True)
+    aligned_option(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_verify)
+
+    p = sub.add_parser("identify", help="who is in an image? (top-k gallery identities)",
+                       description="Search a gallery (see 'faceforge gallery') for the probe's largest face.")
+    p.add_argument("probe", help="probe image")
+    p.add_argument("--gallery", required=True, help="gallery folder")
+    p.add_argument("--top-k", type=int, default=5, help="identities to list (default 5)")
+    p.add_argument("--group", default="max", choices=["max", "mean"],
+                   help="identity score: best image (max, default) or mean over its images")
+    p.add_argument("--all-faces", action="store_true", help="every face (default: the largest)")
+    model_options(p)
+    aligned_option(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_identify)
+
+
+def run_embed(args) -> int:
+    from faceforge.deploy.commands import embed_files
+
+    r = embed_files(args.paths, args.model, args.out, all_faces=args.all_faces, aligned=args.aligned,
+                    detector=args.detector, device=args.device)
+    print(f"{r['faces']} faces from {r['images']} images -> {r['out']} (dim {r['dim']}); "
+          f"skipped: {len(r['not_images'])} not images, {len(r['no_face'])} without a face")
+    for f in r["not_images"]:
+        print(f"  not an image: {f}")
+    for f in r["no_face"]:
+        print(f"  no face: {f}")
+    return 0
+
+
+def run_verify(args) -> int:
+    from faceforge.deploy.commands import verify_files
+
+    r = verify_files(args.a, args.b, args.model, threshold=args.threshold, aligned=args.aligned,
+                     detector=args.detector, device=args.device)
+    if args.json:
+        print(json.dumps(r))
+    else:
+        verdict = "same person" if r["same"] else "different people"
+        print(f"similarity {r['similarity']:.4f}  threshold {r['threshold']:.4f}  {verdict}")
+    return 0
+
+
+def run_identify(args) -> int:
+    from faceforge.deploy.commands import identify_file
+
+    r = identify_file(args.probe, args.gallery, args.model, k=args.top_k, group=args.group,
+                      all_faces=args.all_faces, aligned=args.aligned, detector=args.detector,
+                      device=args.device)
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    for i, face in enumerate(r["faces"]):
+        print(f"face {i} box {face['box']}:")
+        if not face["matches"]:
+            print("  (gallery is empty)")
+        for rank, m in enumerate(face["matches"], 1):
+            print(f"  {rank}. {m['identity']}  {m['score']:.4f}  "
+                  f"({m['images']} images, best {m['best_source']})")
+    return 0

@@ -1,0 +1,273 @@
+"""What ``faceforge embed / verify / identify / gallery ...`` do, as library functions.
+
+Every image goes through a :class:`~faceforge.deploy.analyzer.FaceAnalyzer` (detect -> align ->
+embed); ``aligned=True`` treats each image as an already-aligned crop (112x112 ArcFace template or
+the model's own input size) and skips detection. One face per image is used unless ``all_faces``:
+the largest (box area), which in a portrait is the subject.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from faceforge.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff")
+_MODEL_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def analyzer_model_id(analyzer) -> str:
+    """The gallery model id of an analyzer's model, hashed once per analyzer."""
+    from faceforge.deploy.gallery import model_id
+
+    if analyzer not in _MODEL_IDS:
+        _MODEL_IDS[analyzer] = model_id(analyzer)
+    return _MODEL_IDS[analyzer]
+
+
+def load_analyzer(model, detector: str = "retinaface", device: str = "cpu", threshold: float | None = None):
+    """A FaceAnalyzer for ``model`` (a path, or an analyzer passed through)."""
+    from faceforge.deploy.analyzer import FaceAnalyzer
+
+    if isinstance(model, FaceAnalyzer):
+        return model
+    return FaceAnalyzer(model=model, detector=detector, device=device, threshold=threshold)
+
+
+def read_image_file(path: str | os.PathLike) -> np.ndarray:
+    """RGB uint8 from an image file; a one-line UserError when missing or not an image."""
+    from faceforge.data.dataset import CorruptImage, read_image
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: file not found")
+    if not path.is_file():
+        raise UserError(f"{path}: not a file")
+    try:
+        return read_image(path)
+    except CorruptImage:
+        raise UserError(f"{path}: not an image (cannot decode it)") from None
+
+
+def _aligned_face(analyzer, img: np.ndarray):
+    """The whole image as one face (an aligned crop): box = the image, landmarks = the template."""
+    from faceforge.deploy.analyzer import AnalyzedFace
+    from faceforge.eval.embedder import fit_to_input
+
+    card = analyzer.card
+    h, w = (int(v) for v in card.input_size)
+    crop = fit_to_input(img, (h, w), getattr(analyzer.embedder.meta, "template", "arcface"))
+    emb = analyzer.embed_crops(np.ascontiguousarray(crop)[None])[0]
+    ih, iw = img.shape[:2]
+    points = np.asarray(card.template_points(), dtype=np.float32) * np.array([iw / w, ih / h], np.float32)
+    box = np.array([0, 0, iw, ih], dtype=np.float32)
+    return AnalyzedFace(box, 1.0, points, embedding=emb)
+
+
+def faces_in(analyzer, img: np.ndarray, aligned: bool = False, all_faces: bool = False) -> list:
+    """Faces of one RGB image with embeddings: every face, or only the largest (default)."""
+    if aligned:
+        return [_aligned_face(analyzer, img)]
+    faces = analyzer.detect(img)
+    if not faces:
+        return []
+    if not all_faces:
+        faces = [max(faces, key=lambda f: f.width * f.height)]
+    crops = np.stack([analyzer.align(img, f) for f in faces])
+    for f, e in zip(faces, analyzer.embed_crops(crops)):
+        f.embedding = e
+    return faces
+
+
+def one_face(analyzer, img: np.ndarray, where: str, aligned: bool = False):
+    faces = faces_in(analyzer, img, aligned)
+    if not faces:
+        raise UserError(f"{where}: no face found")
+    return faces[0]
+
+
+def _face_record(face, **extra) -> dict:
+    d = {"box": [round(float(v), 2) for v in face.box], "score": round(float(face.score), 5),
+         "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks]}
+    d.update(extra)
+    return d
+
+
+# -------------------------------------------------------------------------------------- embed
+
+
+def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLike, all_faces: bool = False,
+                aligned: bool = False, detector: str = "retinaface", device: str = "cpu") -> dict:
+    """Embed the faces of image files into ``out`` (.npz): ``embeddings`` [N, D] (L2-normalised),
+    ``files``, ``face`` (index within its image), ``boxes`` [N, 4], ``points`` [N, 5, 2], ``scores``,
+    ``model_id``. Unreadable images and images without a face are skipped and counted."""
+    from faceforge.atomic import atomic_open
+
+    if not paths:
+        raise UserError("embed: no image given")
+    out = Path(out)
+    if out.suffix.lower() != ".npz":
+        raise UserError(f"--out {out}: expected a .npz file name")
+    for p in paths:
+        if not Path(p).is_file():
+            raise UserError(f"{p}: file not found")
+    analyzer = load_analyzer(model, detector, device)
+    rows, files, index, boxes, points, scores = [], [], [], [], [], []
+    not_images, no_face = [], []
+    for p in paths:
+        try:
+            img = read_image_file(p)
+        except UserError:
+            not_images.append(str(p))
+            continue
+        faces = faces_in(analyzer, img, aligned, all_faces)
+        if not faces:
+            no_face.append(str(p))
+        for j, f in enumerate(faces):
+            rows.append(f.embedding)
+            files.append(str(p))
+            index.append(j)
+            boxes.append(f.box)
+            points.append(f.landmarks)
+            scores.append(f.score)
+    if not rows:
+        raise UserError(f"embed: no face found in any of the {len(paths)} images "
+                        f"({len(not_images)} not images, {len(no_face)} without a face)")
+    with atomic_open(out, "wb") as f:
+        np.savez(f, embeddings=np.stack(rows).astype(np.float32), files=np.array(files), face=np.array(index),
+                 boxes=np.stack(boxes).astype(np.float32), points=np.stack(points).astype(np.float32),
+                 scores=np.array(scores, np.float32), model_id=np.array(analyzer_model_id(analyzer)))
+    return {"out": str(out), "faces": len(rows), "images": len(paths) - len(not_images),
+            "not_images": not_images, "no_face": no_face, "dim": int(rows[0].shape[0])}
+
+
+# -------------------------------------------------------------------------------------- verify
+
+
+def verify_files(a: str | os.PathLike, b: str | os.PathLike, model, threshold: float | None = None,
+                 aligned: bool = False, detector: str = "retinaface", device: str = "cpu") -> dict:
+    """Cosine similarity of the largest faces of two images, the threshold and the verdict."""
+    analyzer = load_analyzer(model, detector, device, threshold)
+    fa = one_face(analyzer, read_image_file(a), str(a), aligned)
+    fb = one_face(analyzer, read_image_file(b), str(b), aligned)
+    return verify_faces(analyzer, fa, fb)
+
+
+def verify_faces(analyzer, fa, fb) -> dict:
+    sim = float(np.dot(fa.embedding, fb.embedding))
+    thr = analyzer.threshold
+    if thr is None:
+        raise UserError("verify: the model has no calibrated threshold; pass --threshold or calibrate it "
+                        "('faceforge calibrate')")
+    return {"similarity": round(sim, 6), "threshold": round(float(thr), 6), "same": bool(sim >= thr),
+            "a": _face_record(fa), "b": _face_record(fb)}
+
+
+# -------------------------------------------------------------------------------------- gallery
+
+
+def create_gallery(path: str | os.PathLike, model, ivf_threshold: int = 100_000, nprobe: int = 16,
+                   detector: str = "retinaface", device: str = "cpu") -> dict:
+    """A new gallery keyed to ``model`` (its id and embedding width)."""
+    from faceforge.deploy.gallery import Gallery
+
+    analyzer = load_analyzer(model, detector, device)
+    h, w = (int(v) for v in analyzer.card.input_size)
+    dim = int(analyzer.embed_crops(np.zeros((1, h, w, 3), np.uint8)).shape[1])
+    mid = analyzer_model_id(analyzer)
+    with Gallery.create(path, mid, dim, ivf_threshold=ivf_threshold, nprobe=nprobe) as g:
+        return g.info()
+
+
+def _image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    out = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise UserError(f"{p}: file not found")
+    return out
+
+
+def enroll_arrays(gallery, analyzer, identity: str, images: Sequence[np.ndarray], sources: Sequence[str],
+                  aligned: bool = False) -> dict:
+    """Enrol decoded images of one identity (largest face each) in one transaction."""
+    from faceforge.deploy.gallery import check_identity
+
+    check_identity(identity)
+    rows, srcs, no_face = [], [], []
+    for img, src in zip(images, sources):
+        faces = faces_in(analyzer, img, aligned)
+        if faces:
+            rows.append(faces[0].embedding)
+            srcs.append(src)
+        else:
+            no_face.append(src)
+    ids = gallery.enroll(identity, np.stack(rows), srcs, model=analyzer_model_id(analyzer)) if rows else []
+    return {"identity": identity, "vector_ids": ids, "enrolled": len(ids), "no_face": no_face}
+
+
+def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
+                 paths: Sequence[str | os.PathLike],
+                 aligned: bool = False, detector: str = "retinaface", device: str = "cpu") -> dict:
+    """Enrol image files as ``identity``; with ``identity=None`` each path is a folder whose
+    sub-folders are identities (``root/<identity>/*.jpg``)."""
+    from faceforge.deploy.gallery import Gallery
+
+    if not paths:
+        raise UserError("enroll: no image or folder given")
+    if identity is None:
+        groups = []
+        for root in paths:
+            root = Path(root)
+            if not root.is_dir():
+                raise UserError(f"{root}: without --identity, give folders of <identity>/<images>")
+            groups += [(d.name, _image_files([d])) for d in sorted(root.iterdir()) if d.is_dir()]
+    else:
+        groups = [(identity, _image_files(paths))]
+    analyzer = load_analyzer(model, detector, device)
+    summary = {"identities": 0, "enrolled": 0, "not_images": [], "no_face": []}
+    with Gallery(gallery_path) as g:
+        for name, files in groups:
+            images, sources = [], []
+            for f in files:
+                try:
+                    images.append(read_image_file(f))
+                    sources.append(str(f))
+                except UserError:
+                    summary["not_images"].append(str(f))
+            res = enroll_arrays(g, analyzer, name, images, sources, aligned)
+            summary["no_face"] += res["no_face"]
+            summary["enrolled"] += res["enrolled"]
+            summary["identities"] += bool(res["enrolled"])
+        summary["gallery"] = g.info()
+    return summary
+
+
+def identify_file(probe: str | os.PathLike, gallery_path: str | os.PathLike, model, k: int = 5,
+                  group: str = "max", all_faces: bool = False, aligned: bool = False,
+                  detector: str = "retinaface", device: str = "cpu") -> dict:
+    """The top-k gallery identities for the (largest, or every) face of ``probe``."""
+    from faceforge.deploy.gallery import Gallery
+
+    analyzer = load_analyzer(model, detector, device)
+    img = read_image_file(probe)
+    faces = faces_in(analyzer, img, aligned, all_faces)
+    if not faces:
+        raise UserError(f"{probe}: no face found")
+    with Gallery(gallery_path) as g:
+        return {"probe": str(probe), "faces": identify_faces(g, analyzer, faces, k, group)}
+
+
+def identify_faces(gallery, analyzer, faces, k: int = 5, group: str = "max") -> list[dict]:
+    embs = np.stack([f.embedding for f in faces])
+    results = gallery.search(embs, k=k, group=group, model=analyzer_model_id(analyzer))
+    return [_face_record(f, matches=[m.to_dict() for m in r]) for f, r in zip(faces, results)]
