@@ -15,6 +15,7 @@ def _model_options(p, repeat_help: str = "concatenated (each L2-normalised)") ->
         metavar="CKPT",
         help=f"model checkpoint; repeat to use several models' features {repeat_help}",
     )
+    _card_option(p)
     p.add_argument(
         "--flip", choices=("sum", "concat", "none"), default="sum", help="test-time flip (default sum)"
     )
@@ -22,6 +23,26 @@ def _model_options(p, repeat_help: str = "concatenated (each L2-normalised)") ->
     p.add_argument("--workers", type=int, default=0, help="image-reading worker processes")
     p.add_argument("--out", metavar="DIR", help="write results (JSON, plots) and the embedding cache here")
     add_device_option(p)
+
+
+def _card_option(p) -> None:
+    p.add_argument(
+        "--card",
+        action="append",
+        default=[],
+        metavar="CARD.yaml",
+        help="model card saying how to feed a foreign model (ONNX/TorchScript); matched to --model by "
+        "position (default: a card beside the model file, or the ONNX metadata)",
+    )
+
+
+def _models(args):
+    """The --model list, with --card applied by position (one Embedder) when cards are given."""
+    if not args.card:
+        return args.model
+    from faceforge.eval.embedder import load_embedders
+
+    return [load_embedders(args.model, resolve_device(args.device), args.card)]
 
 
 def add_commands(sub) -> None:
@@ -73,6 +94,7 @@ def add_commands(sub) -> None:
         help="a model (one table row); repeat for more; A.ckpt+B.ckpt concatenates two",
     )
     p.add_argument("--out", default="runs/eval", metavar="DIR", help="report folder (default runs/eval)")
+    _card_option(p)
     add_device_option(p)
     p.set_defaults(func=suite)
 
@@ -81,7 +103,7 @@ def verify(args) -> int:
     from faceforge.eval.verification import run, summary_line
 
     result = run(
-        args.model,
+        _models(args),
         args.pairs,
         args.flip,
         args.protocol,
@@ -105,7 +127,7 @@ def identify(args) -> int:
     from faceforge.eval.embedder import load_embedders
     from faceforge.eval.identification import identify_folders
 
-    embedder = load_embedders(args.model, resolve_device(args.device))
+    embedder = load_embedders(args.model, resolve_device(args.device), args.card)
     cache = f"{args.out}/cache" if args.out else None
     res = identify_folders(
         embedder, args.gallery, args.probe, args.flip, args.batch_size, args.workers, cache_dir=cache
@@ -139,7 +161,7 @@ def megaface(args) -> int:
     from faceforge.eval.embedder import load_embedders
     from faceforge.eval.identification import megaface_folders
 
-    embedder = load_embedders(args.model, resolve_device(args.device))
+    embedder = load_embedders(args.model, resolve_device(args.device), args.card)
     cache = f"{args.out}/cache" if args.out else None
     res = megaface_folders(
         embedder,
@@ -164,7 +186,16 @@ def megaface(args) -> int:
 def suite(args) -> int:
     from faceforge.eval.suite import run_suite
 
-    res = run_suite(args.suite, args.model, args.out, resolve_device(args.device))
+    models = args.model
+    if args.card:  # one card per row; a row A+B takes no card
+        from faceforge.errors import UserError
+        from faceforge.eval.embedder import load_embedder
+
+        if len(args.card) > len(models) or any("+" in m for m in models[: len(args.card)]):
+            raise UserError("--card: one card per single-model --model row, matched by position")
+        device = resolve_device(args.device)
+        models = [load_embedder(m, device, c) for m, c in zip(models, args.card)] + models[len(args.card):]
+    res = run_suite(args.suite, models, args.out, resolve_device(args.device))
     print(f"wrote {res['report']}")
     return 0
 

@@ -1,0 +1,88 @@
+"""``faceforge export | card | calibrate``: thin commands over ``faceforge.deploy``."""
+
+from __future__ import annotations
+
+from faceforge.cli._common import add_device_option, resolve_device
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (fp32/fp16/int8) or TorchScript, with a card")
+    p.add_argument("checkpoint", metavar="CKPT", help="faceforge checkpoint")
+    p.add_argument("--onnx", metavar="OUT.onnx", help="ONNX output (its card is written as OUT.yaml)")
+    p.add_argument("--torchscript", metavar="OUT.ts", help="TorchScript output (card embedded and beside it)")
+    prec = p.add_mutually_exclusive_group()
+    prec.add_argument("--fp16", action="store_true", help="half-precision weights (float32 inputs/outputs)")
+    prec.add_argument("--int8", action="store_true", help="int8 static quantisation (see --calib)")
+    p.add_argument(
+        "--calib",
+        metavar="SOURCE",
+        help="int8 calibration images, e.g. synthetic:50x4 or folder:DIR (default synthetic:50x4); "
+        "'dynamic' for dynamic quantisation",
+    )
+    p.add_argument("--pairs", metavar="SOURCE", help="verification pairs: report fp32 vs exported accuracy")
+    p.add_argument("--far", type=float, help="with --pairs: store the threshold at this FAR (e.g. 1e-3)")
+    p.add_argument("--flip", choices=("sum", "concat", "none"), help="flip fusion for --pairs (default: card)")
+    p.set_defaults(func=export)
+
+    p = sub.add_parser("card", help="print or write the model card of an ONNX model (metadata or shape)")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--card", metavar="CARD.yaml", help="check this card against the model instead")
+    p.add_argument("--out", metavar="CARD.yaml", help="write the card here (.yaml or .json)")
+    p.set_defaults(func=card)
+
+    p = sub.add_parser("calibrate", help="store a same-person threshold at a FAR in a checkpoint")
+    p.add_argument("checkpoint", metavar="CKPT")
+    p.add_argument("--pairs", required=True, metavar="SOURCE", help="verification pairs, e.g. pairs:DIR/pairs.txt")
+    p.add_argument("--far", type=float, default=1e-3, help="target false-accept rate (default 1e-3)")
+    p.add_argument("--flip", choices=("sum", "concat", "none"), default="sum", help="flip fusion (default sum)")
+    add_device_option(p)
+    p.set_defaults(func=calibrate)
+
+
+def export(args) -> int:
+    from faceforge.errors import UserError
+
+    if not args.onnx and not args.torchscript:
+        raise UserError("export: give --onnx OUT.onnx and/or --torchscript OUT.ts")
+    if args.onnx:
+        from faceforge.deploy.export import export_onnx
+
+        precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+        export_onnx(args.checkpoint, args.onnx, precision, args.calib, args.pairs, args.far, args.flip)
+    elif args.fp16 or args.int8 or args.pairs:
+        raise UserError("--fp16/--int8/--pairs apply to --onnx exports")
+    if args.torchscript:
+        from faceforge.deploy.export import export_torchscript
+
+        export_torchscript(args.checkpoint, args.torchscript)
+    return 0
+
+
+def card(args) -> int:
+    import yaml
+
+    from faceforge.deploy.card import _load_onnx, card_from_onnx, check_onnx, load_card, save_card
+
+    if args.card:
+        model_card = load_card(args.card)
+        model_card.notes.extend(check_onnx(model_card, _load_onnx(args.model), args.model))
+    else:
+        model_card = card_from_onnx(args.model)
+    if args.out:
+        save_card(model_card, args.out)
+        print(f"wrote {args.out}")
+    else:
+        print(yaml.safe_dump(model_card.to_dict(), sort_keys=False), end="")
+    return 0
+
+
+def calibrate(args) -> int:
+    from faceforge.deploy.calibration import calibrate_checkpoint
+
+    res = calibrate_checkpoint(args.checkpoint, args.pairs, args.far, args.flip, resolve_device(args.device))
+    print(
+        f"threshold {res['threshold']:.4f} (cosine, flip {res['flip']}) at FAR {res['far']:g}: "
+        f"TAR {res['tar']:.4f}, measured FAR {res['measured_far']:.4g} on {res['pairs']} pairs "
+        f"(FAR resolution {res['far_resolution']:.2g}); stored in {args.checkpoint}"
+    )
+    return 0
