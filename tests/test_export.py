@@ -71,7 +71,8 @@ def test_metadata_round_trip(tiny_ckpt, fp32_onnx):
     from faceforge.models.checkpoint import load_backbone
 
     props = {p.key: p.value for p in onnx.load(str(fp32_onnx)).metadata_props}
-    for key in ("input_size", "mean", "std", "channel_order", "layout", "template", "embedding_size", "model_id"):
+    keys = ("input_size", "mean", "std", "channel_order", "layout", "template", "embedding_size", "model_id")
+    for key in keys:
         assert f"faceforge.{key}" in props
     expected = card_for_model(load_backbone(tiny_ckpt)).to_dict()
     assert card_from_onnx(fp32_onnx).to_dict() == expected

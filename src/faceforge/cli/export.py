@@ -6,7 +6,7 @@ from faceforge.cli._common import add_device_option, resolve_device
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("export", help="export a checkpoint to ONNX (fp32/fp16/int8) or TorchScript, with a card")
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (fp32/fp16/int8) or TorchScript + card")
     p.add_argument("checkpoint", metavar="CKPT", help="faceforge checkpoint")
     p.add_argument("--onnx", metavar="OUT.onnx", help="ONNX output (its card is written as OUT.yaml)")
     p.add_argument("--torchscript", metavar="OUT.ts", help="TorchScript output (card embedded and beside it)")
@@ -21,7 +21,7 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--pairs", metavar="SOURCE", help="verification pairs: report fp32 vs exported accuracy")
     p.add_argument("--far", type=float, help="with --pairs: store the threshold at this FAR (e.g. 1e-3)")
-    p.add_argument("--flip", choices=("sum", "concat", "none"), help="flip fusion for --pairs (default: card)")
+    p.add_argument("--flip", choices=("sum", "concat", "none"), help="flip fusion for --pairs (default card)")
     p.set_defaults(func=export)
 
     p = sub.add_parser("card", help="print or write the model card of an ONNX model (metadata or shape)")
@@ -32,9 +32,9 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("calibrate", help="store a same-person threshold at a FAR in a checkpoint")
     p.add_argument("checkpoint", metavar="CKPT")
-    p.add_argument("--pairs", required=True, metavar="SOURCE", help="verification pairs, e.g. pairs:DIR/pairs.txt")
+    p.add_argument("--pairs", required=True, metavar="SOURCE", help="pairs, e.g. pairs:DIR/pairs.txt")
     p.add_argument("--far", type=float, default=1e-3, help="target false-accept rate (default 1e-3)")
-    p.add_argument("--flip", choices=("sum", "concat", "none"), default="sum", help="flip fusion (default sum)")
+    p.add_argument("--flip", choices=("sum", "concat", "none"), default="sum", help="flip fusion")
     add_device_option(p)
     p.set_defaults(func=calibrate)
 
