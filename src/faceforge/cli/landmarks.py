@@ -11,13 +11,15 @@ def add_commands(sub) -> None:
     g = add_group(sub, "landmarks", "88-point facial landmarks: train, evaluate, draw, clean labels, export")
 
     p = g.add_parser("train", help="train a landmark regressor from a YAML config",
-                     description="Train an 88-point landmark regressor (see configs/landmarks_mobilenet.yaml).")
+                     description="Train an 88-point landmark regressor "
+                     "(see configs/landmarks_mobilenet.yaml).")
     add_config_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
 
     e = g.add_parser("eval", help="MSE/MAE (crop pixels), NME and per-group errors of a landmark model",
-                     description="Evaluate on a landmark source: synthetic:NxK,mode=wild,offset=J or a label file.")
+                     description="Evaluate on a landmark source: "
+                     "synthetic:NxK,mode=wild,offset=J or a label file.")
     e.add_argument("--model", required=True, metavar="CKPT", help="landmark checkpoint")
     e.add_argument("--data", required=True, metavar="SOURCE",
                    help="synthetic:NxK,mode=wild,offset=J or a .csv/.tsv label file")

@@ -36,7 +36,8 @@ def draw_landmarks(img: np.ndarray, points: np.ndarray, box=None, thickness: int
     fx = np.round(pts * (1 << sh)).astype(np.int32)
     if box is not None:
         b = np.round(np.asarray(box, np.float64) * (1 << sh)).astype(np.int32)
-        cv2.rectangle(out, (int(b[0]), int(b[1])), (int(b[2]), int(b[3])), (255, 255, 255), lw, cv2.LINE_AA, sh)
+        corners = (int(b[0]), int(b[1])), (int(b[2]), int(b[3]))
+        cv2.rectangle(out, *corners, (255, 255, 255), lw, cv2.LINE_AA, sh)
     for name, sl in LANDMARK_GROUPS.items():
         colour, lines = GROUP_STYLE[name]
         g = fx[sl]

@@ -70,7 +70,8 @@ def read_labels(path: str | Path) -> LandmarkLabels:
     if not rows:
         raise UserError(f"{path}: empty landmark file")
     base = path.parent
-    header = rows[0] if len(rows[0]) > 1 and not _is_number(rows[0][1]) and not _is_number(rows[0][-1]) else None
+    named = len(rows[0]) > 1 and not _is_number(rows[0][1]) and not _is_number(rows[0][-1])
+    header = rows[0] if named else None
     paths, pts, boxes, ids = [], [], [], []
     if header is not None:
         cols = {name.strip(): i for i, name in enumerate(header)}

@@ -118,7 +118,8 @@ def open_landmark_source(spec: str) -> LandmarkSource:
         return SyntheticLandmarks(spec.partition(":")[2])
     path = spec[5:] if spec.startswith("file:") else spec
     if not path.lower().endswith((".csv", ".tsv", ".txt")):
-        raise UserError(f"landmark source '{spec}': expected synthetic:NxK,mode=wild or a .csv/.tsv label file")
+        raise UserError(f"landmark source '{spec}': expected synthetic:NxK,mode=wild or a .csv/.tsv "
+                        "label file")
     return FileLandmarks(path)
 
 
@@ -150,7 +151,8 @@ def invalid_reasons(points: np.ndarray, boxes: np.ndarray, crop_scale: float = 1
     cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
     side = crop_scale * np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
     lim = side * (0.5 + margin)
-    outside = ((np.abs(p[..., 0] - cx[:, None]) > lim[:, None]) | (np.abs(p[..., 1] - cy[:, None]) > lim[:, None]))
+    centre = np.stack([cx, cy], 1)[:, None, :]
+    outside = (np.abs(p - centre) > lim[:, None, None]).any(-1)
     le, re = LANDMARK_GROUPS["left_eye"].start, LANDMARK_GROUPS["right_eye"].start
     iod = np.linalg.norm(p[:, le] - p[:, re], axis=1)
     extent = p.max(1) - p.min(1)

@@ -164,7 +164,8 @@ def train(cfg: LandmarkConfig, quiet: bool = False) -> dict:
         net = load_landmark_model(cfg.model.init)
         net.crop_scale = d.crop_scale
     else:
-        net = build_landmark_model(cfg.model.backbone, cfg.model.input_size, d.crop_scale, **cfg.model.options)
+        m = cfg.model
+        net = build_landmark_model(m.backbone, m.input_size, d.crop_scale, **m.options)
     net.to(device)
     loss_fn = landmark_loss(cfg.train.loss, w=cfg.train.wing_w, eps=cfg.train.wing_eps)
 
@@ -225,12 +226,12 @@ def train(cfg: LandmarkConfig, quiet: bool = False) -> dict:
                 if stop or step % max(1, cfg.train.log_every) == 0:
                     with torch.no_grad():
                         mse = float(((pred - y.to(device) * s) ** 2).mean())
-                    last = {"step": step, "epoch": epoch, "lr": cfg.optim.lr * f, "loss": float(loss),
-                            "train_mse": mse, "skipped_images": skipped,
+                    last = {"step": step, "epoch": epoch, "lr": cfg.optim.lr * f,
+                            "loss": float(loss.detach()), "train_mse": mse, "skipped_images": skipped,
                             "samples_per_s": n_log / max(time.time() - t_log, 1e-9)}
                     log.write(json.dumps(last) + "\n")
                     log.flush()
-                    bar.set_postfix(loss=f"{float(loss):.3f}", mse=f"{mse:.2f}")
+                    bar.set_postfix(loss=f"{float(loss.detach()):.3f}", mse=f"{mse:.2f}")
                     t_log, n_log = time.time(), 0
                 if stop:
                     break
