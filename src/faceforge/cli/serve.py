@@ -1,0 +1,46 @@
+"""``faceforge serve``: the authenticated HTTP face service (extra ``faceforge[serve]``)."""
+
+from __future__ import annotations
+
+from faceforge.cli.infer import model_options
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="HTTP face service: embed, verify, identify, gallery enrolment",
+        description="Serve /v1/embed, /v1/verify, /v1/identify, /v1/gallery/enroll and "
+        "DELETE /v1/gallery/{id} (OpenAPI docs at /docs). Requests need the API key read from the "
+        "--api-key-env variable (X-API-Key or Authorization: Bearer).")
+    p.add_argument("--gallery", required=True, help="gallery folder (see 'faceforge gallery create')")
+    model_options(p, threshold=True)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--api-key-env", default="FACEFORGE_API_KEY",
+                   help="environment variable holding the API key (default FACEFORGE_API_KEY)")
+    p.add_argument("--insecure-no-auth", action="store_true",
+                   help="serve without an API key (only for a trusted loopback setup)")
+    p.add_argument("--max-body-mb", type=float, default=10.0, help="request body limit in MB (default 10)")
+    p.add_argument("--max-pixels", type=int, default=40_000_000,
+                   help="largest image accepted, in pixels (default 40000000)")
+    p.set_defaults(func=run_serve)
+
+
+def run_serve(args) -> int:
+    from faceforge.deploy.service import ServiceConfig, api_key_from_env, check_gallery_path, serve
+    from faceforge.errors import UserError
+
+    key = api_key_from_env(args.api_key_env)
+    if key is None and not args.insecure_no_auth:
+        raise UserError(f"--api-key-env: ${args.api_key_env} is not set; set an API key there "
+                        "(or pass --insecure-no-auth explicitly)")
+    if key is not None and len(key) < 16:
+        raise UserError(f"--api-key-env: the key in ${args.api_key_env} is too short (use 16+ characters)")
+    if args.max_body_mb <= 0 or args.max_pixels <= 0:
+        raise UserError("--max-body-mb and --max-pixels must be positive")
+    config = ServiceConfig(
+        gallery=check_gallery_path(args.gallery), model=args.model, api_key=key,
+        insecure_no_auth=args.insecure_no_auth and key is None,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_pixels=args.max_pixels,
+        detector=args.detector, device=args.device, threshold=args.threshold)
+    serve(config, host=args.host, port=args.port)
+    return 0
