@@ -99,7 +99,8 @@ def check_output_tree(src: Path, dst: Path, what: str = "align") -> tuple[Path, 
 _STATE: dict = {}
 
 
-def _init_worker(detector: str, options: dict, template: str, size, multi: str, border: str) -> None:
+def _init_worker(detector: str, options: dict, template: str, size, multi: str, border: str,
+                 landmarks: str | None = None) -> None:
     import cv2
 
     from faceforge.align.detectors import get_detector
@@ -107,8 +108,17 @@ def _init_worker(detector: str, options: dict, template: str, size, multi: str, 
     cv2.setNumThreads(1)
     options = dict(options)
     options.setdefault("threads", 1)
+    points = None
+    if landmarks:  # the detector gives the box, the 88-point model the 5 alignment points
+        import torch
+
+        from faceforge.landmarks.predict import five_point_provider
+
+        torch.set_num_threads(1)
+        points = five_point_provider(landmarks)
     _STATE.update(
-        detector=get_detector(detector, **options), template=template, size=size, multi=multi, border=border
+        detector=get_detector(detector, **options), template=template, size=size, multi=multi, border=border,
+        points=points,
     )
 
 
@@ -143,8 +153,9 @@ def _align_one(task: tuple[str, str, str]) -> tuple[str, str, int, str, int]:
     name = Path(src).name
     written = 0
     for k, face in enumerate(chosen):
+        points = face.landmarks if _STATE.get("points") is None else _STATE["points"](img, face.box)
         try:
-            crop = warp_face(img, face.landmarks, _STATE["template"], _STATE["size"], border=_STATE["border"])
+            crop = warp_face(img, points, _STATE["template"], _STATE["size"], border=_STATE["border"])
         except DegeneratePoints as e:
             return rel, "bad_landmarks", len(faces), str(e), written
         out = Path(out_dir) / (output_name(name) if k == 0 else _extra_name(name, k))
@@ -201,13 +212,15 @@ def align_folder(
     detector_options: dict | None = None,
     border: str = "constant",
     progress: bool = False,
+    landmarks: str | os.PathLike | None = None,
 ) -> dict:
     """Align every image of ``src`` into ``dst``; returns the counts also saved in ``align_summary.json``.
 
     ``multi`` decides for images with several faces: ``largest_center`` (default), ``largest``,
     ``skip`` (none written, reported) or ``all`` (extra faces as ``<stem>_face<k>``).
     Images whose output already exists are skipped, so an interrupted run resumes.
-    ``workers=0`` starts one process per CPU core.
+    ``workers=0`` starts one process per CPU core. ``landmarks`` (an 88-point landmark checkpoint)
+    replaces the detector's 5 points with the 5 derived from the model's 88 (``five_from_88``).
     """
     from faceforge.align.transform import TEMPLATES, template_points
     from faceforge.atomic import atomic_write_text
@@ -235,7 +248,12 @@ def align_folder(
             continue
         tasks.append((f"{f.parent.name}/{f.name}", str(f), str(out_dir)))
     options = dict(detector_options or {})
-    init_args = (detector, options, template, size, multi, border)
+    if landmarks is not None:
+        from faceforge.landmarks.predict import five_point_provider
+
+        five_point_provider(landmarks)  # a bad checkpoint fails before any work
+        landmarks = str(landmarks)
+    init_args = (detector, options, template, size, multi, border, landmarks)
     bar = Progress(len(tasks), progress)
     results = []
     start = time.perf_counter()
@@ -277,6 +295,7 @@ def align_folder(
         "size": list(size) if isinstance(size, tuple) else size,
         "multi": multi,
         "workers": int(workers),
+        "landmarks": landmarks,
     }
     if tasks:
         # a resumed run keeps the earlier rows of images it did not process again

@@ -55,6 +55,9 @@ def add_commands(sub) -> None:
                    "the largest, none, or all")
     p.add_argument("--border", default="constant", choices=["constant", "replicate"],
                    help="fill outside the photo: black (default, as InsightFace) or replicated edge")
+    p.add_argument("--landmarks", metavar="CKPT", default=None,
+                   help="88-point landmark checkpoint: align with the 5 points derived from its 88 "
+                   "(the detector only gives the box)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_align)
 
@@ -84,6 +87,7 @@ def run_align(args) -> int:
         detector_options=parse_options(args.det_options),
         border=args.border,
         progress=not args.quiet,
+        landmarks=args.landmarks,
     )
     print(json.dumps(counts))
     return 0

@@ -8,6 +8,7 @@ The graph takes ``images[B, 3, S, S]`` (normalised as the checkpoint says) and r
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,11 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17, atol: float 
     s = net.input_size
     x = torch.randn(2, 3, s, s)
     buf = io.BytesIO()
-    torch.onnx.export(net, (x,), buf, input_names=["images"], output_names=["points"], opset_version=opset,
-                      dynamic_axes={"images": {0: "batch"}, "points": {0: "batch"}}, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript exporter needs no onnxscript; it warns it is legacy
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (x,), buf, input_names=["images"], output_names=["points"],
+                          opset_version=opset, dynamo=False,
+                          dynamic_axes={"images": {0: "batch"}, "points": {0: "batch"}})
     model = onnx.load_from_string(buf.getvalue())
     entry = model.metadata_props.add()
     entry.key, entry.value = "faceforge_landmarks", json.dumps(net.record())
