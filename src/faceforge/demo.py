@@ -86,6 +86,8 @@ def run_demo(
     backbone: str = "mobilefacenet",
     quiet: bool = False,
     say=print,
+    steps: int = 0,
+    test_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     from faceforge.atomic import atomic_write_text
     from faceforge.eval.embedder import TorchEmbedder
@@ -95,9 +97,10 @@ def run_demo(
 
     out = Path(output)
     t0 = time.time()
-    say(f"[1/3] synthesising {200} disjoint test identities with a 10-fold pairs file in {out / 'test'}")
-    pairs = make_test_set(out / "test", seed=seed, difficulty=difficulty)
+    say("[1/3] synthesising 200 disjoint test identities with a 10-fold pairs file")
+    pairs = make_test_set(Path(test_dir) if test_dir else out / "test", difficulty=difficulty)
     cfg = demo_config(out, minutes, head, seed, train_ids, images, difficulty, backbone)
+    cfg.train.max_steps = steps
     say(f"[2/3] training {backbone} + {head} on {cfg.data.train} for {minutes:g} min")
     result = train(cfg, quiet=quiet)
     say(f"[3/3] 10-fold verification on {pairs}")

@@ -150,6 +150,8 @@ class Trainer:
                 f"the {len(self.dataset)} training images"
             )
         self.total_steps = self.plan.steps_per_epoch * cfg.train.epochs
+        if cfg.train.max_steps:  # a step budget ends the schedule there
+            self.total_steps = min(self.total_steps, cfg.train.max_steps)
         self.state = TrainState()
         self.tb = None
         if resume:
