@@ -1,0 +1,87 @@
+"""dlib's ResNet descriptor on ../shared/data: ORL (40x10) and a CelebA subset, raw photos.
+
+Verification: every same-identity pair plus as many random different-identity pairs, shuffled,
+10 folds (insightface protocol on L2-normalised features). Identification: gallery = the first image
+of each identity, probes = the rest, rank-1/5.
+
+    .venv/bin/python bench/dlib_eval.py orl
+    .venv/bin/python bench/dlib_eval.py celeba --ids 100 --per-id 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def collect(root: Path, ids: int | None, per_id: int | None) -> tuple[list[Path], np.ndarray]:
+    paths, labels = [], []
+    dirs = sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: (len(d.name), d.name))
+    dirs = [d for d in dirs if len([f for f in d.iterdir() if f.is_file()]) >= 2][:ids]
+    for label, d in enumerate(dirs):
+        files = sorted((f for f in d.iterdir() if f.is_file()), key=lambda f: (len(f.name), f.name))[:per_id]
+        paths += files
+        labels += [label] * len(files)
+    return paths, np.array(labels)
+
+
+def make_pairs(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    groups = [np.nonzero(labels == lab)[0] for lab in np.unique(labels)]
+    same = [(int(a), int(b)) for g in groups for a, b in itertools.combinations(g, 2)]
+    diff = set()
+    while len(diff) < len(same):
+        a, b = sorted(rng.choice(len(labels), 2, replace=False))
+        if labels[a] != labels[b]:
+            diff.add((int(a), int(b)))
+    pairs = np.array(same + sorted(diff))
+    issame = np.r_[np.ones(len(same), bool), np.zeros(len(diff), bool)]
+    order = rng.permutation(len(pairs))
+    return pairs[order], issame[order]
+
+
+def main() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from faceforge.data.dataset import read_image
+    from faceforge.deploy.dlib_embedder import DlibEmbedder
+    from faceforge.eval.identification import identify
+    from faceforge.eval.verification import l2_normalize, summary_line, verify_embeddings
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("set", choices=("orl", "celeba"))
+    ap.add_argument("--ids", type=int)
+    ap.add_argument("--per-id", type=int)
+    args = ap.parse_args()
+    root = SHARED / ("orl" if args.set == "orl" else "celeba299")
+    paths, labels = collect(root, args.ids, args.per_id)
+    emb = DlibEmbedder()
+    t = time.perf_counter()
+    feats, found = [], []
+    for i in range(0, len(paths), 32):
+        f, d = emb.embed_raw([read_image(p) for p in paths[i : i + 32]])
+        feats.append(f)
+        found.append(d)
+    feats, found = l2_normalize(np.concatenate(feats)), np.concatenate(found)
+    secs = time.perf_counter() - t
+    print(f"{args.set}: {len(paths)} images, {len(np.unique(labels))} identities, dlib HOG found a face in "
+          f"{found.sum()} ({secs:.1f} s, {1000 * secs / len(paths):.0f} ms/image)")
+    pairs, issame = make_pairs(labels)
+    res = verify_embeddings(feats[pairs.reshape(-1)], issame, normalize=False)
+    print("verification:", summary_line(res))
+    first = np.array([np.nonzero(labels == lab)[0][0] for lab in np.unique(labels)])
+    probe = np.setdiff1d(np.arange(len(labels)), first)
+    ranks = identify(feats[first], labels[first], feats[probe], labels[probe], ranks=(1, 5))
+    print(f"identification: {len(first)} gallery, {len(probe)} probes: "
+          f"rank-1 {100 * ranks['rank1']:.2f}%, rank-5 {100 * ranks['rank5']:.2f}%")
+
+
+if __name__ == "__main__":
+    main()
