@@ -5,8 +5,10 @@ Convention (stated with every figure faceforge prints):
 * **params** — every parameter of the module (``requires_grad`` or not), i.e. the true size of the
   checkpoint's weights. Buffers (BN running stats) are not parameters.
 * **MACs** — one forward pass of a single image of the backbone's ``input_size``, counted with
-  forward hooks using the rules of THOP 0.0.31, the tool FaceX-Zoo's published table used, so our
-  figures compare with published ones:
+  forward hooks using THOP's rules (FaceX-Zoo's published table used THOP 0.0.31), so our figures
+  compare with published ones. Two rules differ from 0.0.31 and explain the few rows that do not
+  equal its counts exactly: average pools count ``prod(kernel) + 1`` per output (later THOP
+  versions; 0.0.31 counts 1), and upsampling counts 0 (0.0.31 counts 11 per bilinear output):
 
   =====================  =====================================================================
   Conv1d/2d/3d           ``out.numel() * (cin/groups * prod(kernel) + bias)``
