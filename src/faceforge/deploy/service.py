@@ -27,6 +27,7 @@ serialises its writes itself and searches see every committed enrolment.
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import io
@@ -320,8 +321,14 @@ def create_app(config: ServiceConfig, analyzer=None):
         raise UserError("serve: an API key is required (set it in the --api-key-env variable), "
                         "or pass --insecure-no-auth explicitly")
     service = FaceService(config, analyzer)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        service.close()
+
     app = fastapi.FastAPI(
-        title="faceforge face service", version="1",
+        lifespan=lifespan, title="faceforge face service", version="1",
         description="Face embedding, verification, identification and gallery enrolment. "
         "Authenticate with `X-API-Key` or `Authorization: Bearer`.")
     app.state.service = service
@@ -449,10 +456,6 @@ def create_app(config: ServiceConfig, analyzer=None):
         info = await run_in_threadpool(service.gallery.info)
         info.pop("path", None)  # the server's file layout is not the client's business
         return info
-
-    @app.on_event("shutdown")
-    def _close():
-        service.close()
 
     return Guard(app, config.api_key if not config.insecure_no_auth else None, config.max_body_bytes)
 
