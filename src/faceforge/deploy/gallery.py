@@ -276,9 +276,9 @@ class Gallery:
     def kind(self) -> str:
         return "flat" if self.index is None or "IDMap" in type(self.index).__name__ else "ivf"
 
-    def _live_rows(self, where: str = "", args: tuple = (), chunk: int = 65536):
+    def _live_rows(self, where: str = "", args: tuple = (), chunk: int = 65536, hint: str = ""):
         cur = self._db.execute(
-            f"SELECT vector_id, embedding FROM vectors WHERE removed_gen IS NULL {where} "
+            f"SELECT vector_id, embedding FROM vectors {hint} WHERE removed_gen IS NULL {where} "
             "ORDER BY vector_id", args)
         while True:
             rows = cur.fetchmany(chunk)
@@ -338,11 +338,13 @@ class Gallery:
         if gen <= g:
             return
         gone = [r[0] for r in self._db.execute(
-            "SELECT vector_id FROM vectors WHERE removed_gen > ? AND removed_gen <= ? AND added_gen <= ?",
+            "SELECT vector_id FROM vectors INDEXED BY vectors_removed "
+            "WHERE removed_gen > ? AND removed_gen <= ? AND added_gen <= ?",
             (g, gen, g))]
         if gone:
             self.index.remove_ids(np.asarray(gone, dtype=np.int64))
-        for ids, vecs in self._live_rows("AND added_gen > ? AND added_gen <= ?", (g, gen)):
+        for ids, vecs in self._live_rows("AND added_gen > ? AND added_gen <= ?", (g, gen),
+                                         hint="INDEXED BY vectors_added"):
             self.index.add_with_ids(vecs, ids)
         self.generation = gen
 
@@ -447,9 +449,11 @@ class Gallery:
             self._db.execute("ROLLBACK")
             raise
         self._replay(gen)
-        pending = self._db.execute("SELECT COUNT(*) FROM vectors WHERE added_gen > ? OR removed_gen > ?",
-                                   (self._checkpoint_gen, self._checkpoint_gen)).fetchone()[0]
-        if pending >= self.checkpoint_every:
+        c = self._checkpoint_gen  # two indexed counts (an OR would scan the table)
+        pending = sum(self._db.execute(f"SELECT COUNT(*) FROM vectors WHERE {col} > ?", (c,)).fetchone()[0]
+                      for col in ("added_gen", "removed_gen"))
+        # amortised: a checkpoint rewrites the whole index, so wait for a tenth of it to be new
+        if pending >= max(self.checkpoint_every, int(self.index.ntotal) // 10):
             self.checkpoint()
         return result
 
