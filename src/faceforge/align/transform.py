@@ -6,6 +6,8 @@ right mouth corner ("left" = image left, as in InsightFace and MTCNN).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from faceforge.errors import UserError
@@ -164,3 +166,30 @@ def warp_face(img: np.ndarray, points5, template: str = "arcface", size=None, bo
     m = alignment_matrix(points5, template, size)
     mode = cv2.BORDER_CONSTANT if border == "constant" else cv2.BORDER_REPLICATE
     return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=mode, borderValue=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# fitting an aligned crop to a model's input
+
+
+def fit_to_input(image: np.ndarray, size: Sequence[int], template: str = "arcface") -> np.ndarray:
+    """Fit one aligned RGB image to ``size`` (H, W): exact 112x112 -> 112x96 crop, the upper half
+    of an ArcFace crop for ``arcface_upper_half`` models, else resize."""
+    h, w = int(size[0]), int(size[1])
+    ih, iw = image.shape[:2]
+    if (ih, iw) == (h, w):
+        return image
+    if template == "arcface_upper_half" and iw == w and ih == 2 * h:
+        return image[:h]  # the eyes-and-brows half an upper-half-face model was trained on
+    if (ih, iw) == (112, 112) and (h, w) == (112, 96):
+        return image[:, 8:104]  # ArcFace -> SphereFace template: an 8 px shift (module docstring)
+    import cv2
+
+    interp = cv2.INTER_AREA if ih * iw > h * w else cv2.INTER_LINEAR
+    return cv2.resize(image, (w, h), interpolation=interp)
+
+
+def fit_batch(images: np.ndarray, size: Sequence[int], template: str = "arcface") -> np.ndarray:
+    if tuple(images.shape[1:3]) == tuple(size):
+        return images
+    return np.stack([fit_to_input(im, size, template) for im in images])

@@ -65,9 +65,19 @@ class _BatchPlan(torch.utils.data.Sampler):
 class _BatchBuilder(torch.utils.data.Dataset):
     """``builder[(indices, flips)]`` -> ``(images float [B,3,H,W], labels int64 [B], skipped)``."""
 
-    def __init__(self, dataset: FaceDataset, size: tuple[int, int], mean: torch.Tensor, std: torch.Tensor):
+    def __init__(
+        self,
+        dataset: FaceDataset,
+        size: tuple[int, int],
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        template: str = "arcface",
+        keep_order: bool = False,
+    ):
         self.dataset = dataset
         self.size = size
+        self.template = template
+        self.keep_order = keep_order  # identity-ordered plans (pairs, P x K) must not be re-sorted
         self.scale = 1.0 / (255.0 * std)
         self.shift = -mean / std
         self.fast = callable(getattr(dataset, "read_batch", None)) and tuple(
@@ -78,7 +88,7 @@ class _BatchBuilder(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def _decode(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        import cv2
+        from faceforge.align.transform import fit_to_input
 
         images, kept = [], []
         h, w = self.size
@@ -88,7 +98,7 @@ class _BatchBuilder(torch.utils.data.Dataset):
             except CorruptImage:
                 continue
             if img.shape[:2] != (h, w):
-                img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+                img = fit_to_input(img, (h, w), self.template)
             images.append(img)
             kept.append(pos)
         if not images:
@@ -101,8 +111,9 @@ class _BatchBuilder(torch.utils.data.Dataset):
         flips = np.asarray(flips, dtype=bool)
         if self.fast:
             # sorted indices read the memmap front to back; the order inside a batch is irrelevant
-            sort = np.argsort(indices, kind="stable")
-            indices, flips = indices[sort], flips[sort]
+            if not self.keep_order:
+                sort = np.argsort(indices, kind="stable")
+                indices, flips = indices[sort], flips[sort]
             raw = self.dataset.read_batch(indices)
             skipped = 0
         else:
@@ -237,5 +248,14 @@ def build_train_loader(
     **options,
 ) -> TrainLoader:
     """The training loader over ``dataset``; see :class:`TrainLoader`."""
-    return TrainLoader(dataset, batch_size, flip=flip, workers=workers, seed=seed, drop_last=drop_last,
-                       mean=mean, std=std, **options)
+    return TrainLoader(
+        dataset,
+        batch_size,
+        flip=flip,
+        workers=workers,
+        seed=seed,
+        drop_last=drop_last,
+        mean=mean,
+        std=std,
+        **options,
+    )

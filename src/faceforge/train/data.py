@@ -50,7 +50,8 @@ class BatchPlan:
 
 
 class _BatchReader(torch.utils.data.Dataset):
-    """Reads one whole batch per item: decoding, flip, normalisation; corrupt images dropped."""
+    """One whole batch per item, built by :class:`faceforge.data.loader._BatchBuilder` (decoding or
+    memmap slicing, fitting to the model's input, flip, normalisation; corrupt images dropped)."""
 
     def __init__(
         self,
@@ -59,47 +60,47 @@ class _BatchReader(torch.utils.data.Dataset):
         epoch: int,
         start_step: int,
         flip: bool,
-        mean: float,
-        std: float,
+        mean,
+        std,
         size: tuple[int, int] | None = None,
         template: str = "arcface",
     ):
-        self.dataset, self.flip, self.mean, self.std = dataset, flip, mean, std
-        self.size, self.template = size, template
+        from faceforge.data.loader import _BatchBuilder, _per_channel
+
+        self.flip = flip
         self.items = list(plan.batches(epoch, start_step))
         self.seed, self.epoch = plan.seed, epoch
+        size = tuple(size) if size else _first_image_size(dataset)
+        ordered = type(plan) is not BatchPlan  # pairs / P x K plans rely on the order in a batch
+        self.builder = _BatchBuilder(
+            dataset,
+            size,
+            _per_channel(mean, "mean"),
+            _per_channel(std, "std"),
+            template=template,
+            keep_order=ordered,
+        )
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, i):
         step, idx = self.items[i]
-        reader = getattr(self.dataset, "read_batch", None)
-        skipped = 0
-        if reader is not None:
-            images, keep = reader(idx)  # uint8 [n, H, W, 3] and the indices actually read
-        else:
-            imgs, keep = [], []
-            for j in idx:
-                try:
-                    imgs.append(self.dataset.read(int(j)))
-                    keep.append(j)
-                except CorruptImage:
-                    skipped += 1
-            images = np.stack(imgs) if imgs else np.zeros((0, 1, 1, 3), np.uint8)
-            keep = np.asarray(keep, dtype=np.int64)
-        skipped = len(idx) - len(keep)
-        if self.size and len(keep) and tuple(images.shape[1:3]) != tuple(self.size):
-            from faceforge.eval.embedder import fit_batch
+        flips = flip_bits(idx, self.seed, self.epoch) if self.flip else np.zeros(len(idx), bool)
+        images, labels, skipped = self.builder[(idx, flips)]
+        return step, images, labels, skipped
 
-            images = fit_batch(images, self.size, self.template)
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-        if self.flip and len(keep):
-            f = torch.from_numpy(flip_bits(np.asarray(keep), self.seed, self.epoch))
-            x = torch.where(f[:, None, None, None], x.flip(3), x)
-        x = x.float().div_(255.0).sub_(self.mean).div_(self.std)
-        y = torch.from_numpy(self.dataset.labels[keep].astype(np.int64))
-        return step, x, y, skipped
+
+def _first_image_size(dataset: FaceDataset) -> tuple[int, int]:
+    shape = getattr(dataset, "image_shape", None)
+    if shape:
+        return int(shape[0]), int(shape[1])
+    for i in range(min(len(dataset), 64)):
+        try:
+            return tuple(dataset.read(i).shape[:2])
+        except CorruptImage:
+            continue
+    raise ValueError("none of the first 64 images can be decoded")
 
 
 def epoch_batches(
