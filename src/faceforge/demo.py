@@ -55,7 +55,13 @@ def demo_config(
                 "schedule": "cosine",
                 "warmup_epochs": 0.2,
             },
-            "train": {"epochs": 1000, "max_minutes": minutes, "log_every": 10, "keep": "last"},
+            "train": {
+                "epochs": 1000,
+                "max_minutes": minutes,
+                "log_every": 10,
+                "keep": "last",
+                "channels_last": True,
+            },
         },
     )
 
