@@ -31,3 +31,14 @@ def tiny_folder(tmp_path_factory) -> Path:
             cv2.imwrite(str(d / f"{k}.jpg"), img)
     (root / "id0" / "corrupt.jpg").write_bytes(b"not a jpeg")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _grad_mode_is_restored():
+    """A test (or library call) that leaves autograd globally off breaks every later test."""
+    import torch
+
+    yield
+    if not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail("autograd was left globally disabled (torch.set_grad_enabled(False) leaked)")

@@ -173,7 +173,6 @@ def export_onnx(ckpt: str | Path, out: str | Path, precision: str = "fp32", cali
                 log=print) -> dict[str, Any]:
     """Export ``ckpt`` to ``out`` (+ ``out.yaml``); return a report (sizes, parity, accuracies)."""
     import onnx
-    import torch
 
     from faceforge.deploy.onnx_embedder import OnnxEmbedder
     from faceforge.eval.embedder import TorchEmbedder
@@ -209,8 +208,7 @@ def export_onnx(ckpt: str | Path, out: str | Path, precision: str = "fp32", cali
 
         # parity on a fixed batch: ONNX Runtime vs PyTorch eager
         batch = parity_batch(card.input_size)
-        torch.set_grad_enabled(False)
-        ref = TorchEmbedder(model, "cpu").embed(batch)
+        ref = TorchEmbedder(model, "cpu").embed(batch)  # runs under inference_mode itself
         got = OnnxEmbedder(final_path, "cpu", card=card).embed(batch)
         cos = cosines(ref.astype(np.float64), got.astype(np.float64))
         report["parity_min_cosine"] = float(cos.min())
