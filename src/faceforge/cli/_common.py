@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-_GROUPS: dict[tuple[int, str], argparse._SubParsersAction] = {}
-
 
 def add_group(sub, name: str, help: str) -> argparse._SubParsersAction:
     """A command group (``faceforge data ...``); without a sub-command it prints its help.
 
     Several CLI modules may add commands to the same group: the group is created once per parser.
     """
-    key = (id(sub), name)
-    if key not in _GROUPS:
+    groups = sub.__dict__.setdefault("_faceforge_groups", {})  # per parser, not per process
+    if name not in groups:
         parser = sub.add_parser(name, help=help, description=help)
         parser.set_defaults(_group_parser=parser, func=None)
-        _GROUPS[key] = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
-    return _GROUPS[key]
+        groups[name] = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+    return groups[name]
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
