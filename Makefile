@@ -25,7 +25,7 @@ demo: $(VENV)/.installed
 	$(BIN)/faceforge demo --output runs/demo
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
