@@ -1,4 +1,8 @@
-"""dlib's ResNet descriptor on ../shared/data: ORL (40x10) and a CelebA subset, raw photos.
+"""Real-data check on ../shared/data: ORL (40x10) and a CelebA subset, from raw photos.
+
+By default dlib's ResNet descriptor (its own detector and chip alignment); with ``--model`` a
+faceforge checkpoint or ONNX model through ``FaceAnalyzer`` (RetinaFace, 5-point ArcFace alignment,
+largest face; where no face is found the whole image is resized to the model input and counted).
 
 Verification: every same-identity pair plus as many random different-identity pairs, shuffled,
 10 folds (insightface protocol on L2-normalised features). Identification: gallery = the first image
@@ -6,6 +10,7 @@ of each identity, probes = the rest, rank-1/5.
 
     .venv/bin/python bench/dlib_eval.py orl
     .venv/bin/python bench/dlib_eval.py celeba --ids 100 --per-id 4
+    .venv/bin/python bench/dlib_eval.py orl --model runs/demo/train/last.ckpt
 """
 
 from __future__ import annotations
@@ -46,6 +51,26 @@ def make_pairs(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     return pairs[order], issame[order]
 
 
+def embed_with_faceforge(model: str, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    from faceforge.deploy.analyzer import FaceAnalyzer
+
+    fa = FaceAnalyzer(model=model, detector="retinaface")
+    h, w = fa.card.input_size
+    crops, found = [], []
+    for img in images:
+        faces = fa.detect(img)
+        if faces:
+            big = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+            crops.append(fa.align(img, big))
+        else:
+            crops.append(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA))
+        found.append(bool(faces))
+    feats = np.concatenate([fa.embed_crops(np.stack(crops[i : i + 64])) for i in range(0, len(crops), 64)])
+    return feats, np.array(found)
+
+
 def main() -> None:
     import torch
 
@@ -59,28 +84,38 @@ def main() -> None:
     ap.add_argument("set", choices=("orl", "celeba"))
     ap.add_argument("--ids", type=int)
     ap.add_argument("--per-id", type=int)
+    ap.add_argument("--model", help="a faceforge checkpoint or ONNX model instead of dlib")
     args = ap.parse_args()
     root = SHARED / ("orl" if args.set == "orl" else "celeba299")
     paths, labels = collect(root, args.ids, args.per_id)
-    emb = DlibEmbedder()
     t = time.perf_counter()
     feats, found = [], []
-    for i in range(0, len(paths), 32):
-        f, d = emb.embed_raw([read_image(p) for p in paths[i : i + 32]])
-        feats.append(f)
-        found.append(d)
-    feats, found = l2_normalize(np.concatenate(feats)), np.concatenate(found)
+    if args.model:
+        feats, found = embed_with_faceforge(args.model, [read_image(p) for p in paths])
+        what = f"{args.model} (RetinaFace found a face in"
+    else:
+        emb = DlibEmbedder()
+        for i in range(0, len(paths), 32):
+            f, d = emb.embed_raw([read_image(p) for p in paths[i : i + 32]])
+            feats.append(f)
+            found.append(d)
+        feats, found = l2_normalize(np.concatenate(feats)), np.concatenate(found)
+        what = "dlib (HOG found a face in"
     secs = time.perf_counter() - t
-    print(f"{args.set}: {len(paths)} images, {len(np.unique(labels))} identities, dlib HOG found a face in "
-          f"{found.sum()} ({secs:.1f} s, {1000 * secs / len(paths):.0f} ms/image)")
+    print(
+        f"{args.set}: {len(paths)} images, {len(np.unique(labels))} identities, {what} "
+        f"{found.sum()}; {secs:.1f} s, {1000 * secs / len(paths):.0f} ms/image)"
+    )
     pairs, issame = make_pairs(labels)
     res = verify_embeddings(feats[pairs.reshape(-1)], issame, normalize=False)
     print("verification:", summary_line(res))
     first = np.array([np.nonzero(labels == lab)[0][0] for lab in np.unique(labels)])
     probe = np.setdiff1d(np.arange(len(labels)), first)
     ranks = identify(feats[first], labels[first], feats[probe], labels[probe], ranks=(1, 5))
-    print(f"identification: {len(first)} gallery, {len(probe)} probes: "
-          f"rank-1 {100 * ranks['rank1']:.2f}%, rank-5 {100 * ranks['rank5']:.2f}%")
+    print(
+        f"identification: {len(first)} gallery, {len(probe)} probes: "
+        f"rank-1 {100 * ranks['rank1']:.2f}%, rank-5 {100 * ranks['rank5']:.2f}%"
+    )
 
 
 if __name__ == "__main__":
