@@ -81,16 +81,22 @@ def main() -> None:
     from faceforge.eval.verification import l2_normalize, summary_line, verify_embeddings
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("set", choices=("orl", "celeba"))
+    ap.add_argument("set", help="orl, celeba, or a folder of already aligned identity folders")
     ap.add_argument("--ids", type=int)
     ap.add_argument("--per-id", type=int)
     ap.add_argument("--model", help="a faceforge checkpoint or ONNX model instead of dlib")
     args = ap.parse_args()
-    root = SHARED / ("orl" if args.set == "orl" else "celeba299")
+    root = {"orl": SHARED / "orl", "celeba": SHARED / "celeba299"}.get(args.set) or Path(args.set)
     paths, labels = collect(root, args.ids, args.per_id)
     t = time.perf_counter()
     feats, found = [], []
-    if args.model:
+    if args.model and args.set not in ("orl", "celeba"):  # aligned crops: no detection
+        from faceforge.eval.embedder import embed_images, load_embedder
+
+        out = embed_images(load_embedder(args.model), [str(p) for p in paths], flip="sum")
+        feats, found = l2_normalize(out.features), out.valid
+        what = f"{args.model} (aligned crops, readable:"
+    elif args.model:
         feats, found = embed_with_faceforge(args.model, [read_image(p) for p in paths])
         what = f"{args.model} (RetinaFace found a face in"
     else:
