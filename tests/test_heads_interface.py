@@ -13,9 +13,10 @@ from faceforge.models.heads.triplet import triplet_loss
 from faceforge.registry import MARGINS
 
 B, C, D = 6, 5, 4
-NEEDS_CLASSES = {"adam_softmax", "adacos"}
+NEEDS_CLASSES = {"adam_softmax", "adacos", "sphereface2"}
 # heads whose −1 rows are more than scaled cosines (all their columns are negatives / use ‖x‖)
-NOT_PLAIN_SCALE = {"circleloss", "sphereface", "sphereface_plus", "sphereface_r", "adacos"}
+NOT_PLAIN_SCALE = {"circleloss", "sphereface", "sphereface_plus", "sphereface_r", "adacos",
+                   "ga_softmax", "sphereface2"}  # linear in θ; a learned bias
 
 
 def build(name, **kw):
@@ -58,6 +59,8 @@ def test_contract(name):
     assert logits.shape == (B, C)
     assert torch.isfinite(logits).all()
     loss = F.cross_entropy(logits, labels.clamp(min=0))
+    if getattr(head, "replaces_cross_entropy", False):  # SphereFace2: its own binary loss
+        loss = out.pop("loss")
     if isinstance(out, dict):
         extras = [k for k in out if k != "logits"]
         assert all(k.startswith("loss_") for k in extras), extras

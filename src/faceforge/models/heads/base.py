@@ -6,7 +6,9 @@ only ``cos`` [B, C] and ``labels`` [B], where label ``-1`` means "this row's cla
 these columns" and the row passes through untouched (apart from the scale).
 
 ``forward`` returns either the logits or a dict ``{"logits": ..., "loss_<name>": ...}``: every
-``loss*`` entry is added to the cross-entropy by the engine, the rest is logged.
+``loss*`` entry is added to the cross-entropy by the engine, the rest is logged. A margin whose
+method is not a softmax (SphereFace2's per-class binary loss) sets ``replaces_cross_entropy`` and
+returns ``loss`` itself.
 
 Margins that need more than cosines name it in ``needs``; the classifier then passes
 ``norms`` ([B] embedding norms before normalisation), ``weight`` ([C, D] normalised class weights
@@ -21,6 +23,7 @@ from torch import nn
 
 class Margin(nn.Module):
     needs: tuple[str, ...] = ()
+    replaces_cross_entropy: bool = False
 
     def forward(self, cos: torch.Tensor, labels: torch.Tensor, **ctx) -> torch.Tensor | dict:
         raise NotImplementedError

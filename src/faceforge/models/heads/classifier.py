@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceforge.errors import UserError
 from faceforge.train import distributed as D
 
 
@@ -129,7 +130,13 @@ class PartialFC(nn.Module):
         out = self.margin(cos, local, **ctx)
         out = out if isinstance(out, dict) else {"logits": out}
         logits = out.pop("logits")
-        result = {"loss": _DistSoftmaxCE.apply(logits, local)}
+        if "loss" in out:  # a margin with its own loss (SphereFace2's binary one) replaces the CE
+            if self.world > 1 or index is not None:
+                raise UserError(f"head '{type(self.margin).__name__}' computes its own loss over every "
+                                "class: train on one process with train.sample_rate=1")
+            result = {"loss": out.pop("loss")}
+        else:
+            result = {"loss": _DistSoftmaxCE.apply(logits, local)}
         result.update(out)
         with torch.no_grad():
             result["acc"] = self._accuracy(cos, local)
