@@ -7,7 +7,7 @@ import json
 from faceforge.cli._common import add_group
 from faceforge.errors import UserError
 
-HELP = "prepare training data: clean, balance, merge, shallow, stats, pack, convert"
+HELP = "prepare training data: clean, balance, merge, shallow, stats, pack, convert, mask"
 
 
 def _size(text: str) -> tuple[int, int]:

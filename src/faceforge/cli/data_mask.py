@@ -8,7 +8,9 @@ from faceforge.cli._common import add_group
 
 
 def add_commands(sub) -> None:
-    data = add_group(sub, "data", "Dataset tools: clean, balance, merge, shallow, stats, pack, mask")
+    from faceforge.cli.data import HELP
+
+    data = add_group(sub, "data", HELP)
     p = data.add_parser(
         "mask",
         help="draw synthetic face masks on aligned faces (masked training sets and probes)",
