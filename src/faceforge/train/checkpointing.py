@@ -30,19 +30,26 @@ def gather_sharded_state(mode: nn.Module, optimizer: torch.optim.Optimizer) -> t
     mode_state = {k: v.detach().cpu() for k, v in mode.state_dict().items()}
     for name, rows in sharded.items():
         mode_state[name] = gather_shards(mode.state_dict()[name].detach(), rows)
-    optim_state = optimizer.state_dict()
-    if sharded:
-        optim_state = copy.copy(optim_state)
-        optim_state["state"] = dict(optim_state["state"])
-        for idx, name in enumerate(_optimizer_param_names(mode, optimizer)):
-            if name in sharded and idx in optim_state["state"]:
-                entry = dict(optim_state["state"][idx])
-                for k, v in entry.items():
-                    if torch.is_tensor(v) and v.ndim >= 1:
-                        entry[k] = gather_shards(v, sharded[name])
-                optim_state["state"][idx] = entry
-    optim_state = _to_cpu(optim_state)
-    return mode_state, optim_state
+    optim_state = _map_sharded_optimizer_state(mode, optimizer, optimizer.state_dict(), gather_shards)
+    return mode_state, _to_cpu(optim_state)
+
+
+def _map_sharded_optimizer_state(mode, optimizer, optim_state: dict, fn) -> dict:
+    """``optim_state`` with ``fn(tensor, num_classes)`` applied to the per-class state (momentum,
+    Adam moments) of every sharded parameter; other entries untouched."""
+    sharded = _sharded(mode)
+    if not sharded:
+        return optim_state
+    optim_state = copy.copy(optim_state)
+    optim_state["state"] = dict(optim_state["state"])
+    for idx, name in enumerate(_optimizer_param_names(mode, optimizer)):
+        if name in sharded and idx in optim_state["state"]:
+            entry = dict(optim_state["state"][idx])
+            for k, v in entry.items():
+                if torch.is_tensor(v) and v.ndim >= 1:
+                    entry[k] = fn(v, sharded[name])
+            optim_state["state"][idx] = entry
+    return optim_state
 
 
 def _to_cpu(obj):
@@ -68,14 +75,4 @@ def load_sharded_state(
     for name, rows in sharded.items():
         state[name] = _local_rows(state[name], rows)
     mode.load_state_dict(state)
-    if sharded:
-        optim_state = copy.copy(optim_state)
-        optim_state["state"] = dict(optim_state["state"])
-        for idx, name in enumerate(_optimizer_param_names(mode, optimizer)):
-            if name in sharded and idx in optim_state["state"]:
-                entry = dict(optim_state["state"][idx])
-                for k, v in entry.items():
-                    if torch.is_tensor(v) and v.ndim >= 1:
-                        entry[k] = _local_rows(v, sharded[name])
-                optim_state["state"][idx] = entry
-    optimizer.load_state_dict(optim_state)
+    optimizer.load_state_dict(_map_sharded_optimizer_state(mode, optimizer, optim_state, _local_rows))
