@@ -7,7 +7,8 @@ batch (the sampler yields index arrays, the dataset's ``__getitem__`` builds one
 dataset is sliced once per batch straight from its memmap; other datasets decode image by image and
 skip (and count) corrupt images. Normalisation ``(x/255 - mean)/std`` runs on the batch tensor.
 
-Typical engine use::
+The training engine reads through the same plan and batch builder (:mod:`faceforge.train.data`,
+which adds per-rank slicing and identity plans); this class is the single-process API::
 
     loader = build_train_loader(ds, 128, seed=cfg.seed, workers=4)
     for epoch in range(start_epoch, epochs):
@@ -39,27 +40,13 @@ def _per_channel(value: float | Sequence[float], name: str) -> torch.Tensor:
 
 
 def epoch_plan(num_images: int, seed: int, epoch: int, flip: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The permutation of epoch ``epoch`` and the flip bit of each position; a pure function."""
-    rng = np.random.default_rng([int(seed), int(epoch), 0x5EED])
-    order = rng.permutation(num_images)
-    flips = rng.random(num_images) < 0.5 if flip else np.zeros(num_images, dtype=bool)
+    """The permutation of epoch ``epoch`` and the flip bit of each position; a pure function
+    (the same one the training engine uses: :mod:`faceforge.train.data`)."""
+    from faceforge.train.data import epoch_permutation, flip_bits
+
+    order = epoch_permutation(num_images, seed, epoch)
+    flips = flip_bits(order, seed, epoch) if flip else np.zeros(num_images, dtype=bool)
     return order, flips
-
-
-class _BatchPlan(torch.utils.data.Sampler):
-    """Yields ``(indices, flips)`` of batches ``start..end-1`` of one epoch."""
-
-    def __init__(self, order: np.ndarray, flips: np.ndarray, batch_size: int, start: int, count: int):
-        self.order, self.flips, self.batch_size = order, flips, batch_size
-        self.start, self.count = start, count
-
-    def __len__(self) -> int:
-        return max(self.count - self.start, 0)
-
-    def __iter__(self):
-        for b in range(self.start, self.count):
-            sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
-            yield self.order[sl], self.flips[sl]
 
 
 class _BatchBuilder(torch.utils.data.Dataset):
@@ -131,10 +118,6 @@ class _BatchBuilder(torch.utils.data.Dataset):
         return images, labels, skipped
 
 
-def _identity(batch):
-    return batch
-
-
 class TrainLoader:
     """Iterable of ``(images, labels)`` batches; see the module docstring for the resume contract."""
 
@@ -169,25 +152,13 @@ class TrainLoader:
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
         self.pin_memory = pin_memory
-        self.image_size = tuple(image_size) if image_size else self._infer_size()
-        self.builder = _BatchBuilder(
-            dataset, self.image_size, _per_channel(mean, "mean"), _per_channel(std, "std")
-        )
+        from faceforge.train.data import _first_image_size
+
+        self.image_size = tuple(image_size) if image_size else _first_image_size(dataset)
+        self.mean, self.std = _per_channel(mean, "mean"), _per_channel(std, "std")
         self.skipped = 0
         self.epoch = 0
         self.batch_index = 0  # index of the next batch of ``self.epoch``
-
-    def _infer_size(self) -> tuple[int, int]:
-        shape = getattr(self.dataset, "image_shape", None)
-        if shape:
-            return int(shape[0]), int(shape[1])
-        for i in range(min(len(self.dataset), 64)):
-            try:
-                return tuple(self.dataset.read(i).shape[:2])  # type: ignore[return-value]
-            except CorruptImage:
-                continue
-        where = self.dataset.description or "dataset"
-        raise UserError(f"{where}: none of the first 64 images can be decoded")
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -214,21 +185,24 @@ class TrainLoader:
         corrupt is not yielded, but ``self.batch_index`` still advances past it."""
         if not 0 <= batch_index <= len(self):
             raise UserError(f"loader: batch index {batch_index} outside [0, {len(self)}] for this dataset")
+        from faceforge.train.data import BatchPlan, epoch_batches
+
         self.epoch, self.batch_index = int(epoch), int(batch_index)
-        order, flips = epoch_plan(len(self.dataset), self.seed, epoch, self.flip)
-        plan = _BatchPlan(order, flips, self.batch_size, batch_index, len(self))
-        loader = torch.utils.data.DataLoader(
-            self.builder,
-            batch_size=None,
-            sampler=plan,
-            num_workers=self.workers,
-            collate_fn=_identity,
+        plan = BatchPlan(len(self.dataset), self.batch_size, self.seed, drop_last=self.drop_last)
+        for step, images, labels, skipped in epoch_batches(
+            self.dataset,
+            plan,
+            epoch,
+            batch_index,
+            flip=self.flip,
+            mean=self.mean,
+            std=self.std,
+            workers=self.workers,
+            size=self.image_size,
             pin_memory=self.pin_memory,
-            persistent_workers=False,
-        )
-        for images, labels, skipped in loader:
+        ):
             self.skipped += int(skipped)
-            self.batch_index += 1
+            self.batch_index = step + 1
             if len(labels):
                 yield images, labels
 

@@ -32,15 +32,18 @@ def flip_bits(indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
 class BatchPlan:
     """Which sample indices each rank reads at each step of each epoch."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+    def __init__(
+        self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1, drop_last: bool = True
+    ):
         self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
         self.global_batch = batch_size * world
-        if self.global_batch > n:
+        self.drop_last = drop_last
+        if self.global_batch > n and drop_last:
             raise ValueError(f"global batch {self.global_batch} exceeds the dataset ({n} images)")
 
     @property
     def steps_per_epoch(self) -> int:
-        return self.n // self.global_batch
+        return self.n // self.global_batch if self.drop_last else -(-self.n // self.global_batch)
 
     def batches(self, epoch: int, start_step: int = 0):
         perm = epoch_permutation(self.n, self.seed, epoch)
@@ -100,7 +103,9 @@ def _first_image_size(dataset: FaceDataset) -> tuple[int, int]:
             return tuple(dataset.read(i).shape[:2])
         except CorruptImage:
             continue
-    raise ValueError("none of the first 64 images can be decoded")
+    from faceforge.errors import UserError
+
+    raise UserError(f"{dataset.description or 'dataset'}: none of the first 64 images can be decoded")
 
 
 def epoch_batches(
@@ -115,6 +120,7 @@ def epoch_batches(
     workers: int = 0,
     size: tuple[int, int] | None = None,
     template: str = "arcface",
+    pin_memory: bool = False,
 ):
     """Yield ``(step, images[B,3,H,W] float, labels[B], skipped)`` for one epoch from ``start_step``."""
     reader = _BatchReader(dataset, plan, epoch, start_step, flip, mean, std, size, template)
@@ -124,6 +130,7 @@ def epoch_batches(
         shuffle=False,
         num_workers=workers,
         persistent_workers=False,
+        pin_memory=pin_memory,
         prefetch_factor=4 if workers else None,
     )
     yield from loader
