@@ -168,7 +168,7 @@ class Trainer:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise UserError(
-                    "train.tensorboard needs the tensorboard package: pip install tensorboard"
+                    "train.tensorboard needs the tensorboard package: pip install faceforge[tensorboard]"
                 ) from None
             self.tb = SummaryWriter(str(self.out / "tensorboard"))
 
