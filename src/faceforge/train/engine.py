@@ -107,6 +107,9 @@ class Trainer:
         self.out = Path(cfg.output)
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
+            if not resume and (self.out / "metrics.jsonl").exists():
+                # a fresh run into a used folder starts its own log (its checkpoints replace the old)
+                (self.out / "metrics.jsonl").unlink()
 
         self.dataset = open_source(cfg.data.train)
         self.num_classes = self.dataset.num_classes
