@@ -210,26 +210,6 @@ class TrainLoader:
         return self.iter_from(self.epoch, self.batch_index if self.batch_index < len(self) else 0)
 
 
-def build_train_loader(
-    dataset: FaceDataset,
-    batch_size: int,
-    flip: bool = True,
-    workers: int = 0,
-    seed: int = 0,
-    drop_last: bool = True,
-    mean: float | Sequence[float] = 0.5,
-    std: float | Sequence[float] = 0.5,
-    **options,
-) -> TrainLoader:
-    """The training loader over ``dataset``; see :class:`TrainLoader`."""
-    return TrainLoader(
-        dataset,
-        batch_size,
-        flip=flip,
-        workers=workers,
-        seed=seed,
-        drop_last=drop_last,
-        mean=mean,
-        std=std,
-        **options,
-    )
+def build_train_loader(dataset: FaceDataset, batch_size: int, **options) -> TrainLoader:
+    """The training loader over ``dataset``; options as :class:`TrainLoader`."""
+    return TrainLoader(dataset, batch_size, **options)

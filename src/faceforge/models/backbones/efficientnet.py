@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceforge.models.backbones._output_layer import facex_output_layer
 from faceforge.registry import BACKBONES
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) per stage; SE ratio 0.25
@@ -139,13 +140,7 @@ class EfficientNet(nn.Module):
         # ImageNet classifier of the original network: in FaceX-Zoo's state_dict, never run
         self._fc = nn.Linear(head, num_classes)
         side = image_size // 16
-        self.output_layer = nn.Sequential(
-            nn.BatchNorm2d(head),
-            nn.Dropout(drop_ratio),
-            nn.Flatten(),
-            nn.Linear(head * side * side, embedding_size),
-            nn.BatchNorm1d(embedding_size),
-        )
+        self.output_layer = facex_output_layer(head, side * side, embedding_size, drop_ratio)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = F.silu(self._bn0(self._conv_stem(x)))

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceforge.models.backbones._output_layer import facex_output_layer
 from faceforge.registry import BACKBONES
 
 # (kernel, expansion channels, out channels, SE ratio, stride); one inner tuple per stage
@@ -139,13 +140,7 @@ class GhostNet(nn.Module):
         blocks.append(nn.Sequential(ConvBnAct(cin, head, 1)))
         self.blocks = nn.Sequential(*blocks)
         side = input_size // stride
-        self.output_layer = nn.Sequential(
-            nn.BatchNorm2d(head),
-            nn.Dropout(drop_ratio),
-            nn.Flatten(),
-            nn.Linear(head * side * side, embedding_size),
-            nn.BatchNorm1d(embedding_size),
-        )
+        self.output_layer = facex_output_layer(head, side * side, embedding_size, drop_ratio)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(F.relu(self.bn1(self.conv_stem(x))))

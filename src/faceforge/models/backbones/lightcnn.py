@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceforge.models.backbones._output_layer import facex_output_layer
 from faceforge.registry import BACKBONES
 
 
@@ -70,13 +71,7 @@ class LightCNN(nn.Module):
         self.block4 = nn.Sequential(*(ResBlock(w3) for _ in range(layers[3])))
         self.group4 = Group(w3, w4)
         side = input_size // 16
-        self.output_layer = nn.Sequential(
-            nn.BatchNorm2d(w4),
-            nn.Dropout(dropout_ratio),
-            nn.Flatten(),
-            nn.Linear(w4 * side * side, embedding_size),
-            nn.BatchNorm1d(embedding_size),
-        )
+        self.output_layer = facex_output_layer(w4, side * side, embedding_size, dropout_ratio)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = _pool(self.conv1(x))

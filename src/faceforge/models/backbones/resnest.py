@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceforge.errors import UserError
+from faceforge.models.backbones._output_layer import facex_output_layer
 from faceforge.registry import BACKBONES
 
 DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 200: (3, 24, 36, 3), 269: (3, 30, 48, 8)}
@@ -124,13 +125,7 @@ class ResNeSt(nn.Module):
         self.input_layer = nn.Sequential(
             nn.Conv2d(3, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.PReLU(stem)
         )
-        self.output_layer = nn.Sequential(
-            nn.BatchNorm2d(width),
-            nn.Dropout(drop_ratio),
-            nn.Flatten(),
-            nn.Linear(width * out_hw[0] * out_hw[1], embedding_size),
-            nn.BatchNorm1d(embedding_size),
-        )
+        self.output_layer = facex_output_layer(width, out_hw[0] * out_hw[1], embedding_size, drop_ratio)
         self.body = Body(blocks, planes, stem, radix)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

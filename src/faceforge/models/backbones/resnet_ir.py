@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from faceforge.errors import UserError
+from faceforge.models.backbones._output_layer import facex_output_layer
 from faceforge.registry import BACKBONES
 
 # units per stage; every stage starts with a stride-2 unit
@@ -86,13 +87,7 @@ class ResNetIR(nn.Module):
         self.input_layer = nn.Sequential(
             nn.Conv2d(3, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.PReLU(stem)
         )
-        self.output_layer = nn.Sequential(
-            nn.BatchNorm2d(widths[-1]),
-            nn.Dropout(drop_ratio),
-            nn.Flatten(),
-            nn.Linear(widths[-1] * out_hw[0] * out_hw[1], embedding_size),
-            nn.BatchNorm1d(embedding_size),
-        )
+        self.output_layer = facex_output_layer(widths[-1], out_hw[0] * out_hw[1], embedding_size, drop_ratio)
         body = []
         in_ch = stem
         for n, width in zip(units, widths):

@@ -15,6 +15,7 @@ from math import ceil
 import torch
 from torch import nn
 
+from faceforge.models.backbones._output_layer import facex_output_layer
 from faceforge.registry import BACKBONES
 
 
@@ -97,13 +98,7 @@ class ReXNet(nn.Module):
         for s in block_strides:
             stride *= s
         side = input_size // stride
-        self.output_layer = nn.Sequential(
-            nn.BatchNorm2d(pen),
-            nn.Dropout(dropout_ratio),
-            nn.Flatten(),
-            nn.Linear(pen * side * side, embedding_size),
-            nn.BatchNorm1d(embedding_size),
-        )
+        self.output_layer = facex_output_layer(pen, side * side, embedding_size, dropout_ratio)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
