@@ -8,12 +8,10 @@ weight matrix.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from launch import spawn
 from torch import nn
 
 from faceforge.models.heads.arcface import ArcFace
@@ -48,6 +46,7 @@ def _single(sample_rate=1.0):
 
 
 def _worker(rank, world, init_file, result_file):
+    # a file:// rendezvous in the test's own tmp_path: no port to collide with a concurrent run
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     torch.set_num_threads(1)
     x, y, w = _inputs()
@@ -70,6 +69,7 @@ def _worker(rank, world, init_file, result_file):
             },
             result_file,
         )
+    dist.barrier()  # no rank tears its pairs down while another still uses them
     dist.destroy_process_group()
 
 
@@ -84,8 +84,7 @@ def test_shard_ranges_cover_all_classes():
 def test_two_process_gloo_equals_single_process(tmp_path):
     loss1, grads1, wgrad1 = _single()
     result = tmp_path / "r.pt"
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(result)), nprocs=2, join=True)
+    spawn(_worker, 2, (2, str(tmp_path / "init"), str(result)))
     got = torch.load(result)
     assert abs(got["loss"] - loss1) < 1e-5
     for a, b in zip(got["grads"], grads1):

@@ -25,7 +25,6 @@ def add_commands(sub) -> None:
 
 def run(args) -> int:
     from faceforge.config import load_config
-    from faceforge.train.distributed import rank
     from faceforge.train.engine import repeat, train
 
     cfg = load_config(args.config, args.overrides)
@@ -35,12 +34,12 @@ def run(args) -> int:
 
             raise UserError("--resume and --repeat cannot be combined")
         out = repeat(cfg, args.repeat, quiet=args.quiet)
-        if rank() == 0:
+        if out["rank"] == 0:  # the process group is gone by now: rank() would say 0 everywhere
             for key, s in out["summary"].items():
                 print(f"{key}: {s['mean']:.6g} ± {s['std']:.3g} (n={s['n']})")
         return 0
     result = train(cfg, resume=args.resume, quiet=args.quiet)
-    if rank() == 0:
+    if result["rank"] == 0:
         last = result["last"]
         hist = result["history"][-1] if result["history"] else {}
         summary = {

@@ -6,6 +6,7 @@ rendezvous endpoint for several machines); the engine calls :func:`init_from_env
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 
@@ -39,6 +40,41 @@ def init_from_env(device: str = "auto") -> bool:
         torch.cuda.set_device(local_rank())
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
     return True
+
+
+def shutdown(wait: bool = True) -> None:
+    """Destroy the default process group, after a final barrier when every rank ends normally.
+
+    A process that exits with a live gloo/NCCL group leaves its background threads to the
+    interpreter's teardown, which aborts (``terminate called without an active exception``,
+    exit -6) and makes torchrun report a finished job as failed. On an error path there is no
+    barrier: the other ranks may be inside a collective that will never complete; destroying
+    the group makes theirs fail promptly instead of waiting for the timeout.
+    """
+    if not is_distributed():
+        return
+    if wait:
+        with contextlib.suppress(RuntimeError):  # a peer that already failed: still destroy ours
+            dist.barrier()
+    dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def process_group(device: str = "auto"):
+    """Own the default process group for a block: created on entry when launched by torchrun,
+    destroyed on the way out (normal end, ``UserError``, divergence, budget, Ctrl-C).
+
+    A group that already existed on entry (a caller's) is left to its owner.
+    """
+    owned = not is_distributed() and init_from_env(device)
+    try:
+        yield
+    except BaseException:
+        if owned:
+            shutdown(wait=False)
+        raise
+    if owned:
+        shutdown(wait=True)
 
 
 def barrier() -> None:

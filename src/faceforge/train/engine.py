@@ -8,6 +8,7 @@ size), a JSONL metrics log, optional periodic verification and TensorBoard scala
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -356,7 +357,7 @@ class Trainer:
                 leave=False,
             )
             t_log, n_log = time.time(), 0
-            for step, images, labels, skipped in epoch_batches(
+            batches = epoch_batches(
                 self.dataset,
                 self.plan,
                 st.epoch,
@@ -367,38 +368,43 @@ class Trainer:
                 workers=cfg.data.workers,
                 size=self._input_size(),
                 template=self.meta.get("template", "arcface"),
-            ):
-                lr = self._set_lr()
-                out = self._step(images.to(self.device, non_blocking=True), labels.to(self.device))
-                st.global_step += 1
-                st.step_in_epoch = step + 1
-                st.samples_seen = st.step_in_epoch * self.plan.global_batch
-                n_log += len(labels) * self.world
-                st.skipped_images += int(skipped)
-                out["skipped_images"] = st.skipped_images
-                bar.update(1)
-                stop = self._out_of_budget(t_start, budget_s)
-                if (
-                    stop
-                    or st.global_step % max(1, cfg.train.log_every) == 0
-                    or st.step_in_epoch == self.plan.steps_per_epoch
-                ):
-                    dt = max(time.time() - t_log, 1e-9)
-                    rec = {
-                        "step": st.global_step,
-                        "epoch": st.epoch,
-                        "lr": lr,
-                        **out,
-                        "samples_per_s": n_log / dt,
-                    }
-                    bar.set_postfix(loss=f"{out['loss_total']:.3f}", lr=f"{lr:.3g}", sps=f"{n_log / dt:.0f}")
-                    self._log_line(rec)
-                    last_metrics = rec
-                    t_log, n_log = time.time(), 0
-                if cfg.train.save_every_steps and st.global_step % cfg.train.save_every_steps == 0:
-                    self.save("last.ckpt", last_metrics)
-                if stop:
-                    break
+            )
+            # closing the generator shuts its DataLoader workers down now, not at interpreter exit
+            with contextlib.closing(batches):
+                for step, images, labels, skipped in batches:
+                    lr = self._set_lr()
+                    out = self._step(images.to(self.device, non_blocking=True), labels.to(self.device))
+                    st.global_step += 1
+                    st.step_in_epoch = step + 1
+                    st.samples_seen = st.step_in_epoch * self.plan.global_batch
+                    n_log += len(labels) * self.world
+                    st.skipped_images += int(skipped)
+                    out["skipped_images"] = st.skipped_images
+                    bar.update(1)
+                    stop = self._out_of_budget(t_start, budget_s)
+                    if (
+                        stop
+                        or st.global_step % max(1, cfg.train.log_every) == 0
+                        or st.step_in_epoch == self.plan.steps_per_epoch
+                    ):
+                        dt = max(time.time() - t_log, 1e-9)
+                        rec = {
+                            "step": st.global_step,
+                            "epoch": st.epoch,
+                            "lr": lr,
+                            **out,
+                            "samples_per_s": n_log / dt,
+                        }
+                        bar.set_postfix(
+                            loss=f"{out['loss_total']:.3f}", lr=f"{lr:.3g}", sps=f"{n_log / dt:.0f}"
+                        )
+                        self._log_line(rec)
+                        last_metrics = rec
+                        t_log, n_log = time.time(), 0
+                    if cfg.train.save_every_steps and st.global_step % cfg.train.save_every_steps == 0:
+                        self.save("last.ckpt", last_metrics)
+                    if stop:
+                        break
             bar.close()
             epoch_done = st.step_in_epoch >= self.plan.steps_per_epoch
             if epoch_done:
@@ -437,9 +443,13 @@ class Trainer:
             "last": last_metrics,
             "history": st.history,
         }
+        return result
+
+    def close(self) -> None:
+        """Release what owns background threads (the TensorBoard writer) whatever ended the run."""
         if self.tb is not None:
             self.tb.close()
-        return result
+            self.tb = None
 
 
 def _yaml(data: dict) -> str:
@@ -449,15 +459,29 @@ def _yaml(data: dict) -> str:
 
 
 def train(cfg: ExperimentConfig, resume: str | None = None, quiet: bool = False) -> dict:
-    """Train as configured; returns a summary (steps, seconds, last metrics, per-epoch history)."""
-    trainer = Trainer(cfg, resume=resume, quiet=quiet)
-    result = trainer.fit()
-    result["checkpoint"] = str(Path(cfg.output) / "last.ckpt")
+    """Train as configured; returns a summary (steps, seconds, last metrics, per-epoch history).
+
+    Under torchrun the process group lives exactly as long as this call (see
+    :func:`faceforge.train.distributed.process_group`); ``result["rank"]`` says which rank ran it.
+    """
+    with D.process_group(cfg.device):
+        trainer = Trainer(cfg, resume=resume, quiet=quiet)
+        try:
+            result = trainer.fit()
+        finally:
+            trainer.close()
+        result["checkpoint"] = str(Path(cfg.output) / "last.ckpt")
+        result["rank"] = trainer.rank
     return result
 
 
 def repeat(cfg: ExperimentConfig, n: int, quiet: bool = False) -> dict:
     """Run ``n`` seeds (seed, seed+1, ...) into ``output/seed<k>`` and report mean ± std per metric."""
+    with D.process_group(cfg.device):
+        return _repeat(cfg, n, quiet)
+
+
+def _repeat(cfg: ExperimentConfig, n: int, quiet: bool) -> dict:
     import copy
 
     runs = []
@@ -482,4 +506,4 @@ def repeat(cfg: ExperimentConfig, n: int, quiet: bool = False) -> dict:
             summary[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
     if D.rank() == 0:
         atomic_write_text(Path(cfg.output) / "repeat_summary.json", json.dumps(summary, indent=2))
-    return {"runs": runs, "summary": summary}
+    return {"runs": runs, "summary": summary, "rank": D.rank()}
