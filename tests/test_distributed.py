@@ -4,9 +4,10 @@ without the interpreter-exit abort (``terminate called without an active excepti
 from __future__ import annotations
 
 import pytest
+import torch
+
 import test_partial_fc
 import test_resume
-import torch
 from launch import torchrun
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")

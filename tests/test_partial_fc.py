@@ -11,11 +11,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.distributed as dist
-from launch import spawn
 from torch import nn
 
 from faceforge.models.heads.arcface import ArcFace
 from faceforge.models.heads.classifier import PartialFC, gather_shards, shard_range
+from launch import spawn
 
 C, D_EMB, B_GLOBAL = 11, 16, 8
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from launch import torchrun
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
