@@ -37,8 +37,8 @@ def main() -> None:
     import cv2
 
     from faceforge.atomic import atomic_write_bytes
-    from faceforge.data.dataset import read_image
     from faceforge.data.masks import apply_mask, file_rng, load_textures
+    from faceforge.io.images import read_image
 
     idents = sorted(p for p in args.aligned.iterdir() if p.is_dir())
     n = args.cols * args.rows

@@ -34,8 +34,8 @@ def main() -> None:
     import torch
 
     from faceforge import FaceAnalyzer
-    from faceforge.data.dataset import read_image
     from faceforge.deploy.export import export_onnx
+    from faceforge.io.images import read_image
     from faceforge.models import build_backbone
     from faceforge.models.checkpoint import save_checkpoint
 
@@ -58,7 +58,7 @@ def main() -> None:
         for fa in runs.values():
             fa.flip = "none"
             if hasattr(fa.embedder, "session"):  # the ONNX session gets the same thread budget
-                from faceforge.deploy.onnx_embedder import OnnxEmbedder
+                from faceforge.embed.onnx_embedder import OnnxEmbedder
 
                 fa.embedder = OnnxEmbedder(onnx_path, "cpu", threads=args.threads)
         print(f"photo {PHOTO.name} {img.shape[1]}x{img.shape[0]}, model {args.model}, "

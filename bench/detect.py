@@ -28,7 +28,7 @@ def main() -> None:
     import cv2
 
     from faceforge.align.detectors import get_detector
-    from faceforge.data.dataset import read_image
+    from faceforge.io.images import read_image
 
     cv2.setNumThreads(1)
     files = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".png"))

@@ -75,10 +75,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from faceforge.data.dataset import read_image
-    from faceforge.deploy.dlib_embedder import DlibEmbedder
+    from faceforge.embed.base import l2_normalize
+    from faceforge.embed.dlib_embedder import DlibEmbedder
     from faceforge.eval.identification import identify
-    from faceforge.eval.verification import l2_normalize, summary_line, verify_embeddings
+    from faceforge.eval.verification import summary_line, verify_embeddings
+    from faceforge.io.images import read_image
 
     ap = argparse.ArgumentParser()
     ap.add_argument("set", help="orl, celeba, or a folder of already aligned identity folders")
@@ -91,7 +92,8 @@ def main() -> None:
     t = time.perf_counter()
     feats, found = [], []
     if args.model and args.set not in ("orl", "celeba"):  # aligned crops: no detection
-        from faceforge.eval.embedder import embed_images, load_embedder
+        from faceforge.embed.extract import embed_images
+        from faceforge.embed.loading import load_embedder
 
         out = embed_images(load_embedder(args.model), [str(p) for p in paths], flip="sum")
         feats, found = l2_normalize(out.features), out.valid

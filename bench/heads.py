@@ -30,7 +30,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from faceforge.demo import demo_config, make_test_set
-    from faceforge.eval.embedder import TorchEmbedder
+    from faceforge.embed.torch_embedder import TorchEmbedder
     from faceforge.eval.verification import evaluate_pairs
     from faceforge.models.checkpoint import load_backbone
     from faceforge.registry import MARGINS

@@ -53,7 +53,7 @@ def main() -> None:
     import torch
 
     from faceforge.align.detectors import get_detector
-    from faceforge.data.dataset import read_image
+    from faceforge.io.images import read_image
     from faceforge.landmarks.model import build_landmark_model, load_landmark_model, save_landmark_model
     from faceforge.landmarks.predict import LandmarkPredictor, adjust_box
 

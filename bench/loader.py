@@ -19,11 +19,12 @@ import cv2
 import numpy as np
 import torch
 
-from faceforge.data.dataset import CorruptImage, FaceDataset
+from faceforge.data.dataset import FaceDataset
 from faceforge.data.loader import build_train_loader
 from faceforge.data.readers.recordio import RecordIODataset
 from faceforge.data.recordio import write_insightface
 from faceforge.data.tools.pack import pack_dataset
+from faceforge.io.images import CorruptImage
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

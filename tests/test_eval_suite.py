@@ -10,10 +10,14 @@ import pytest
 import torch
 from torch import nn
 
+from faceforge.align.transform import fit_to_input
 from faceforge.cli.main import main
+from faceforge.embed.base import ConcatEmbedder
+from faceforge.embed.extract import embed_images
+from faceforge.embed.loading import load_embedders
+from faceforge.embed.torch_embedder import TorchEmbedder
 from faceforge.errors import UserError
 from faceforge.eval import cache as cache_mod
-from faceforge.eval.embedder import ConcatEmbedder, TorchEmbedder, embed_images, fit_to_input, load_embedders
 from faceforge.eval.pairs import write_bin
 from faceforge.eval.suite import load_suite, run_suite
 from faceforge.eval.verification import evaluate_pairs

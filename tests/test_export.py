@@ -51,8 +51,8 @@ def test_fp32_parity_dynamic_batch_and_opset(tiny_ckpt, fp32_onnx):
     import onnx
 
     from faceforge.deploy.export import parity_batch
-    from faceforge.deploy.onnx_embedder import OnnxEmbedder
-    from faceforge.eval.embedder import load_embedder
+    from faceforge.embed.loading import load_embedder
+    from faceforge.embed.onnx_embedder import OnnxEmbedder
 
     model = onnx.load(str(fp32_onnx))
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
@@ -66,8 +66,8 @@ def test_fp32_parity_dynamic_batch_and_opset(tiny_ckpt, fp32_onnx):
 def test_metadata_round_trip(tiny_ckpt, fp32_onnx):
     import onnx
 
-    from faceforge.deploy.card import card_from_onnx, load_card
     from faceforge.deploy.export import card_for_model
+    from faceforge.embed.card import card_from_onnx, load_card
     from faceforge.models.checkpoint import load_backbone
 
     props = {p.key: p.value for p in onnx.load(str(fp32_onnx)).metadata_props}
@@ -83,7 +83,7 @@ def test_metadata_round_trip(tiny_ckpt, fp32_onnx):
 
 def test_fp16_parity_and_size(tiny_ckpt, fp32_onnx, tmp_path):
     from faceforge.deploy.export import export_onnx, parity_batch
-    from faceforge.eval.embedder import load_embedder
+    from faceforge.embed.loading import load_embedder
 
     out = tmp_path / "tiny16.onnx"
     rep = export_onnx(tiny_ckpt, out, "fp16", log=lambda *_: None)
@@ -110,7 +110,7 @@ def test_round_trip_checkpoint_equals_onnx_with_card(tiny_ckpt, fp32_onnx, pairs
     """The proof that a card carries everything: same pairs, same accuracy, same scores."""
     import shutil
 
-    from faceforge.eval.embedder import load_embedder
+    from faceforge.embed.loading import load_embedder
     from faceforge.eval.verification import evaluate_pairs
 
     # a copy without the metadata-backed card beside it: the card is passed explicitly
@@ -137,8 +137,9 @@ def test_torchscript_export_and_pt_detection(tiny_ckpt, tmp_path):
     import shutil
 
     from faceforge.deploy.export import export_torchscript, parity_batch
-    from faceforge.deploy.torchscript_embedder import TorchScriptEmbedder, is_torchscript
-    from faceforge.eval.embedder import TorchEmbedder, load_embedder
+    from faceforge.embed.loading import load_embedder
+    from faceforge.embed.torch_embedder import TorchEmbedder
+    from faceforge.embed.torchscript_embedder import TorchScriptEmbedder, is_torchscript
 
     ts = tmp_path / "tiny.ts"
     export_torchscript(tiny_ckpt, ts, log=lambda *_: None)

@@ -16,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faceforge.data.dataset import CorruptImage
 from faceforge.data.packed import PackedDataset, PackedWriter, verify
 from faceforge.data.readers.lists import ListDataset
 from faceforge.data.readers.recordio import RecordIODataset
 from faceforge.data.recordio import write_insightface
 from faceforge.errors import UserError
+from faceforge.io.images import CorruptImage
 
 CLEAN = (UserError, CorruptImage)
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))

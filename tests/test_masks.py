@@ -76,7 +76,7 @@ def test_bad_input_is_a_user_error():
 def test_real_textures_and_aligned_photo():
     if not (SHARED / "masks").is_dir() or not (SHARED / "photos").is_dir():
         pytest.skip(f"shared data absent: {SHARED}")
-    from faceforge.data.dataset import read_image
+    from faceforge.io.images import read_image
 
     textures = load_textures(SHARED / "masks")
     assert len(textures) == 4

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from faceforge.data.dataset import CorruptImage, open_source
+from faceforge.data.dataset import open_source
 from faceforge.data.readers.lists import ListDataset, write_facex_list, write_lst
 from faceforge.data.readers.recordio import RecordIODataset
 from faceforge.data.recordio import (
@@ -23,6 +23,7 @@ from faceforge.data.recordio import (
     write_insightface,
 )
 from faceforge.errors import UserError
+from faceforge.io.images import CorruptImage
 
 
 def _jpeg(seed: int, size=(112, 112)) -> tuple[bytes, np.ndarray]:

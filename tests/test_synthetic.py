@@ -215,7 +215,7 @@ def test_spec_options():
 
 
 def test_write_dataset_layout_and_landmarks_csv(tmp_path):
-    from faceforge.data.dataset import read_image
+    from faceforge.io.images import read_image
 
     root = write_dataset(tmp_path / "ds", 3, 2, mode="wild", offset=5, seed=1)
     faces = SyntheticFaces(seed=1, mode="wild")

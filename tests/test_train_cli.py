@@ -86,7 +86,8 @@ def test_modes_train_through_cli(tmp_path, mode_sets):
 
 
 def test_upper_half_checkpoint_embeds_full_crops(tmp_path):
-    from faceforge.eval.embedder import embed_images, load_embedder
+    from faceforge.embed.extract import embed_images
+    from faceforge.embed.loading import load_embedder
 
     r = _train(
         tmp_path,

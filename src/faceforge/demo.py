@@ -96,7 +96,7 @@ def run_demo(
     test_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     from faceforge.atomic import atomic_write_text
-    from faceforge.eval.embedder import TorchEmbedder
+    from faceforge.embed.torch_embedder import TorchEmbedder
     from faceforge.eval.verification import evaluate_pairs, summary_line, write_result
     from faceforge.models.checkpoint import load_backbone
     from faceforge.train.engine import train

@@ -43,7 +43,7 @@ def detect_files(
 
     from faceforge.align.detectors import get_detector
     from faceforge.atomic import atomic_write_bytes
-    from faceforge.data.dataset import CorruptImage, read_image
+    from faceforge.io.images import CorruptImage, read_image
 
     if not paths:
         raise UserError("detect: no image given")

@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import os
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.errors import UserError
+from faceforge.io.folders import check_output_tree, output_name
+from faceforge.io.progress import Progress
 
 MULTI_POLICIES = ("largest_center", "largest", "skip", "all")
-KEEP_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 REPORT_NAME = "align_report.csv"
 SUMMARY_NAME = "align_summary.json"
 
@@ -66,32 +66,9 @@ def pick_faces(faces: list, shape: tuple[int, ...], policy: str) -> list:
     return [max(faces, key=rank)]
 
 
-def output_name(name: str) -> str:
-    """The aligned file's name: the source name when OpenCV can write its format, else ``name.png``."""
-    return name if Path(name).suffix.lower() in KEEP_SUFFIXES else name + ".png"
-
-
 def _extra_name(name: str, k: int) -> str:
     p = Path(output_name(name))
     return f"{p.stem}_face{k}{p.suffix}"
-
-
-def check_output_tree(src: Path, dst: Path, what: str = "align") -> tuple[Path, Path]:
-    """Resolved (src, dst); a UserError unless dst is a folder apart from src (never inside it)."""
-    if not src.exists():
-        raise UserError(f"{what} source: folder not found: {src}")
-    if not src.is_dir():
-        raise UserError(f"{what} source: not a folder: {src}")
-    s, d = src.resolve(), dst.resolve()
-    if d == s:
-        raise UserError(f"{what} destination: equals the source {src}; choose a separate folder")
-    if s in d.parents:
-        raise UserError(f"{what} destination: {dst} lies inside the source {src}; choose a folder outside it")
-    if d in s.parents:
-        raise UserError(f"{what} destination: {dst} contains the source {src}; choose a separate folder")
-    if d.exists() and not d.is_dir():
-        raise UserError(f"{what} destination: not a folder: {dst}")
-    return s, d
 
 
 # --- worker side: one detector per process --------------------------------------------------------
@@ -100,7 +77,7 @@ _STATE: dict = {}
 
 
 def _init_worker(detector: str, options: dict, template: str, size, multi: str, border: str,
-                 landmarks: str | None = None) -> None:
+                 points_factory=None) -> None:
     import cv2
 
     from faceforge.align.detectors import get_detector
@@ -109,13 +86,12 @@ def _init_worker(detector: str, options: dict, template: str, size, multi: str, 
     options = dict(options)
     options.setdefault("threads", 1)
     points = None
-    if landmarks:  # the detector gives the box, the 88-point model the 5 alignment points
+    points = None
+    if points_factory is not None:  # the detector gives the box, the hook the 5 alignment points
         import torch
 
-        from faceforge.landmarks.predict import five_point_provider
-
         torch.set_num_threads(1)
-        points = five_point_provider(landmarks)
+        points = points_factory()
     _STATE.update(
         detector=get_detector(detector, **options), template=template, size=size, multi=multi, border=border,
         points=points,
@@ -137,7 +113,7 @@ def _align_one(task: tuple[str, str, str]) -> tuple[str, str, int, str, int]:
     """(relative source path, status, faces found, detail, crops written) for one image."""
     from faceforge.align.transform import DegeneratePoints, warp_face
     from faceforge.atomic import atomic_write_bytes
-    from faceforge.data.dataset import CorruptImage, read_image
+    from faceforge.io.images import CorruptImage, read_image
 
     rel, src, out_dir = task
     try:
@@ -177,30 +153,6 @@ def _read_report(path: Path) -> dict[str, list[str]]:
 # --- driver ---------------------------------------------------------------------------------------
 
 
-class Progress:
-    def __init__(self, total: int, enabled: bool, label: str = "align", stream=None):
-        self.total, self.enabled, self.label, self.stream = total, enabled, label, stream or sys.stderr
-        self.start = self.last = time.perf_counter()
-        self.done = 0
-
-    def step(self, n: int = 1) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if self.enabled and (now - self.last > 0.5 or self.done == self.total):
-            self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            eta = (self.total - self.done) / max(rate, 1e-9)
-            width = 30
-            fill = int(width * self.done / max(self.total, 1))
-            self.stream.write(
-                f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
-                f"{rate:.1f} img/s eta {int(eta) // 60:d}:{int(eta) % 60:02d}"
-            )
-            if self.done == self.total:
-                self.stream.write("\n")
-            self.stream.flush()
-
-
 def align_folder(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -212,19 +164,21 @@ def align_folder(
     detector_options: dict | None = None,
     border: str = "constant",
     progress: bool = False,
-    landmarks: str | os.PathLike | None = None,
+    points=None,
 ) -> dict:
     """Align every image of ``src`` into ``dst``; returns the counts also saved in ``align_summary.json``.
 
     ``multi`` decides for images with several faces: ``largest_center`` (default), ``largest``,
     ``skip`` (none written, reported) or ``all`` (extra faces as ``<stem>_face<k>``).
     Images whose output already exists are skipped, so an interrupted run resumes.
-    ``workers=0`` starts one process per CPU core. ``landmarks`` (an 88-point landmark checkpoint)
-    replaces the detector's 5 points with the 5 derived from the model's 88 (``five_from_88``).
+    ``workers=0`` starts one process per CPU core. ``points`` replaces the detector's 5 points: a
+    picklable factory, called once in each worker, returning ``fn(img, box) -> [5, 2]`` (the CLI
+    passes :class:`faceforge.landmarks.predict.FivePointRefiner` for ``--landmarks``; align knows
+    nothing of landmark models). ``str(points)`` is recorded in the summary.
     """
     from faceforge.align.transform import TEMPLATES, template_points
     from faceforge.atomic import atomic_write_text
-    from faceforge.data.readers.folder import list_identity_folder
+    from faceforge.io.folders import list_identity_folder
     from faceforge.registry import DETECTORS
 
     if multi not in MULTI_POLICIES:
@@ -248,12 +202,7 @@ def align_folder(
             continue
         tasks.append((f"{f.parent.name}/{f.name}", str(f), str(out_dir)))
     options = dict(detector_options or {})
-    if landmarks is not None:
-        from faceforge.landmarks.predict import five_point_provider
-
-        five_point_provider(landmarks)  # a bad checkpoint fails before any work
-        landmarks = str(landmarks)
-    init_args = (detector, options, template, size, multi, border, landmarks)
+    init_args = (detector, options, template, size, multi, border, points)
     bar = Progress(len(tasks), progress)
     results = []
     start = time.perf_counter()
@@ -295,7 +244,7 @@ def align_folder(
         "size": list(size) if isinstance(size, tuple) else size,
         "multi": multi,
         "workers": int(workers),
-        "landmarks": landmarks,
+        "landmarks": None if points is None else str(points),
     }
     if tasks:
         # a resumed run keeps the earlier rows of images it did not process again

@@ -87,7 +87,7 @@ def run_align(args) -> int:
         detector_options=parse_options(args.det_options),
         border=args.border,
         progress=not args.quiet,
-        landmarks=args.landmarks,
+        points=_refiner(args.landmarks),
     )
     print(json.dumps(counts))
     return 0
@@ -106,3 +106,12 @@ def run_detect(args) -> int:
     else:
         print(text)
     return 0
+
+
+def _refiner(checkpoint):
+    """``--landmarks CKPT``: the landmark model's 5 points replace the detector's."""
+    if not checkpoint:
+        return None
+    from faceforge.landmarks.predict import FivePointRefiner
+
+    return FivePointRefiner(checkpoint)

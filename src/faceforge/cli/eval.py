@@ -40,7 +40,7 @@ def _models(args):
     """The --model list, with --card applied by position (one Embedder) when cards are given."""
     if not args.card:
         return args.model
-    from faceforge.eval.embedder import load_embedders
+    from faceforge.embed.loading import load_embedders
 
     return [load_embedders(args.model, resolve_device(args.device), args.card)]
 
@@ -124,7 +124,7 @@ def verify(args) -> int:
 
 
 def identify(args) -> int:
-    from faceforge.eval.embedder import load_embedders
+    from faceforge.embed.loading import load_embedders
     from faceforge.eval.identification import identify_folders
 
     embedder = load_embedders(args.model, resolve_device(args.device), args.card)
@@ -158,7 +158,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def megaface(args) -> int:
-    from faceforge.eval.embedder import load_embedders
+    from faceforge.embed.loading import load_embedders
     from faceforge.eval.identification import megaface_folders
 
     embedder = load_embedders(args.model, resolve_device(args.device), args.card)
@@ -188,8 +188,8 @@ def suite(args) -> int:
 
     models = args.model
     if args.card:  # one card per row; a row A+B takes no card
+        from faceforge.embed.loading import load_embedder
         from faceforge.errors import UserError
-        from faceforge.eval.embedder import load_embedder
 
         if len(args.card) > len(models) or any("+" in m for m in models[: len(args.card)]):
             raise UserError("--card: one card per single-model --model row, matched by position")

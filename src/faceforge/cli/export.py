@@ -61,7 +61,7 @@ def export(args) -> int:
 def card(args) -> int:
     import yaml
 
-    from faceforge.deploy.card import _load_onnx, card_from_onnx, check_onnx, load_card, save_card
+    from faceforge.embed.card import _load_onnx, card_from_onnx, check_onnx, load_card, save_card
 
     if args.card:
         model_card = load_card(args.card)

@@ -7,7 +7,7 @@ batch (the sampler yields index arrays, the dataset's ``__getitem__`` builds one
 dataset is sliced once per batch straight from its memmap; other datasets decode image by image and
 skip (and count) corrupt images. Normalisation ``(x/255 - mean)/std`` runs on the batch tensor.
 
-The training engine reads through the same plan and batch builder (:mod:`faceforge.train.data`,
+The training engine reads through the same plan and batch builder (:mod:`faceforge.data.batches`,
 which adds per-rank slicing and identity plans); this class is the single-process API::
 
     loader = build_train_loader(ds, 128, seed=cfg.seed, workers=4)
@@ -24,98 +24,17 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from faceforge.data.dataset import CorruptImage, FaceDataset
+from faceforge.data.batches import epoch_permutation, flip_bits, per_channel
+from faceforge.data.dataset import FaceDataset
 from faceforge.errors import UserError
-
-
-def _per_channel(value: float | Sequence[float], name: str) -> torch.Tensor:
-    v = torch.as_tensor(value, dtype=torch.float32).flatten()
-    if v.numel() == 1:
-        v = v.repeat(3)
-    if v.numel() != 3:
-        raise UserError(f"loader.{name}: expected one value or three (RGB), got {v.numel()}")
-    if name == "std" and bool((v <= 0).any()):
-        raise UserError("loader.std: must be positive")
-    return v.view(1, 3, 1, 1)
 
 
 def epoch_plan(num_images: int, seed: int, epoch: int, flip: bool) -> tuple[np.ndarray, np.ndarray]:
     """The permutation of epoch ``epoch`` and the flip bit of each position; a pure function
-    (the same one the training engine uses: :mod:`faceforge.train.data`)."""
-    from faceforge.train.data import epoch_permutation, flip_bits
-
+    (the same one the training engine uses)."""
     order = epoch_permutation(num_images, seed, epoch)
     flips = flip_bits(order, seed, epoch) if flip else np.zeros(num_images, dtype=bool)
     return order, flips
-
-
-class _BatchBuilder(torch.utils.data.Dataset):
-    """``builder[(indices, flips)]`` -> ``(images float [B,3,H,W], labels int64 [B], skipped)``."""
-
-    def __init__(
-        self,
-        dataset: FaceDataset,
-        size: tuple[int, int],
-        mean: torch.Tensor,
-        std: torch.Tensor,
-        template: str = "arcface",
-        keep_order: bool = False,
-    ):
-        self.dataset = dataset
-        self.size = size
-        self.template = template
-        self.keep_order = keep_order  # identity-ordered plans (pairs, P x K) must not be re-sorted
-        self.scale = 1.0 / (255.0 * std)
-        self.shift = -mean / std
-        self.fast = callable(getattr(dataset, "read_batch", None)) and tuple(
-            getattr(dataset, "image_shape", ())
-        ) == (*size, 3)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def _decode(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        from faceforge.align.transform import fit_to_input
-
-        images, kept = [], []
-        h, w = self.size
-        for pos, i in enumerate(indices):
-            try:
-                img = self.dataset.read(int(i))
-            except CorruptImage:
-                continue
-            if img.shape[:2] != (h, w):
-                img = fit_to_input(img, (h, w), self.template)
-            images.append(img)
-            kept.append(pos)
-        if not images:
-            return np.zeros((0, h, w, 3), np.uint8), np.zeros(0, np.int64), len(indices)
-        return np.stack(images), np.asarray(kept, dtype=np.int64), len(indices) - len(images)
-
-    def __getitem__(self, item):
-        indices, flips = item
-        indices = np.asarray(indices, dtype=np.int64)
-        flips = np.asarray(flips, dtype=bool)
-        if self.fast:
-            # sorted indices read the memmap front to back; the order inside a batch is irrelevant
-            if not self.keep_order:
-                sort = np.argsort(indices, kind="stable")
-                indices, flips = indices[sort], flips[sort]
-            raw = self.dataset.read_batch(indices)
-            skipped = 0
-        else:
-            raw, kept, skipped = self._decode(indices)
-            indices, flips = indices[kept], flips[kept]
-        # HWC uint8 -> CHW float32, flipping through a negative-stride view (no extra copy); the
-        # normalisation then runs once on the whole batch tensor
-        out = np.empty((raw.shape[0], 3, raw.shape[1], raw.shape[2]), dtype=np.float32)
-        for k in range(raw.shape[0]):
-            src = raw[k, :, ::-1] if flips[k] else raw[k]
-            np.copyto(out[k], src.transpose(2, 0, 1))
-        images = torch.from_numpy(out)
-        images.mul_(self.scale).add_(self.shift)
-        labels = torch.from_numpy(np.asarray(self.dataset.labels[indices], dtype=np.int64))
-        return images, labels, skipped
 
 
 class TrainLoader:
@@ -152,10 +71,10 @@ class TrainLoader:
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
         self.pin_memory = pin_memory
-        from faceforge.train.data import _first_image_size
+        from faceforge.data.batches import first_image_size
 
-        self.image_size = tuple(image_size) if image_size else _first_image_size(dataset)
-        self.mean, self.std = _per_channel(mean, "mean"), _per_channel(std, "std")
+        self.image_size = tuple(image_size) if image_size else first_image_size(dataset)
+        self.mean, self.std = per_channel(mean, "mean"), per_channel(std, "std")
         self.skipped = 0
         self.epoch = 0
         self.batch_index = 0  # index of the next batch of ``self.epoch``
@@ -185,7 +104,7 @@ class TrainLoader:
         corrupt is not yielded, but ``self.batch_index`` still advances past it."""
         if not 0 <= batch_index <= len(self):
             raise UserError(f"loader: batch index {batch_index} outside [0, {len(self)}] for this dataset")
-        from faceforge.train.data import BatchPlan, epoch_batches
+        from faceforge.data.batches import BatchPlan, epoch_batches
 
         self.epoch, self.batch_index = int(epoch), int(batch_index)
         plan = BatchPlan(len(self.dataset), self.batch_size, self.seed, drop_last=self.drop_last)

@@ -166,8 +166,8 @@ def file_rng(seed: int, name: str) -> np.random.Generator:
 
 def load_textures(folder: str | os.PathLike) -> list[np.ndarray]:
     """RGB textures from ``folder``: ``mask_*.jpg`` files if any, else every image in it."""
-    from faceforge.data.dataset import CorruptImage, read_image
-    from faceforge.data.readers.folder import IMAGE_SUFFIXES
+    from faceforge.io.folders import IMAGE_SUFFIXES
+    from faceforge.io.images import CorruptImage, read_image
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -201,10 +201,10 @@ def mask_folder(
     """
     import cv2
 
-    from faceforge.align.folder import Progress, check_output_tree, output_name
     from faceforge.atomic import atomic_write_bytes
-    from faceforge.data.dataset import CorruptImage, read_image
-    from faceforge.data.readers.folder import list_identity_folder
+    from faceforge.io.folders import check_output_tree, list_identity_folder, output_name
+    from faceforge.io.images import CorruptImage, read_image
+    from faceforge.io.progress import Progress
 
     src_path, dst_path = check_output_tree(Path(src), Path(dst), "mask")
     files, _, names = list_identity_folder(src_path)

@@ -41,7 +41,7 @@ class AnalyzedFace(Face):
 def load_image(img) -> np.ndarray:
     """RGB uint8 (H, W, 3) from a path or an array (gray/RGBA arrays are converted)."""
     from faceforge.align.detectors.base import as_rgb
-    from faceforge.data.dataset import CorruptImage, read_image
+    from faceforge.io.images import CorruptImage, read_image
 
     if isinstance(img, (str, Path)):
         if not Path(img).is_file():
@@ -56,7 +56,7 @@ def load_image(img) -> np.ndarray:
 
 
 def _is_torchscript(path: Path) -> bool:
-    from faceforge.deploy.torchscript_embedder import is_torchscript
+    from faceforge.embed.torchscript_embedder import is_torchscript
 
     return is_torchscript(path)
 
@@ -86,13 +86,14 @@ class FaceAnalyzer:
     # -- loading ---------------------------------------------------------------------------------
 
     def _load(self, model, device: str, backend: str, card):
-        from faceforge.eval.embedder import Embedder, TorchEmbedder
+        from faceforge.embed.base import Embedder
+        from faceforge.embed.torch_embedder import TorchEmbedder
 
         if isinstance(model, Embedder):
             return model, "embedder"
         spec = str(model)
         if spec.startswith("dlib:"):
-            from faceforge.eval.embedder import load_embedder
+            from faceforge.embed.loading import load_embedder
 
             return load_embedder(spec, device), "dlib"
         path = Path(spec)
@@ -102,18 +103,18 @@ class FaceAnalyzer:
         if suffix == ".onnx":
             if backend == "torch":
                 raise UserError(f"{path}: an ONNX file runs on backend 'onnx' (or 'auto'), not 'torch'")
-            from faceforge.deploy.onnx_embedder import OnnxEmbedder
+            from faceforge.embed.onnx_embedder import OnnxEmbedder
 
             return OnnxEmbedder(path, device, card), "onnx"
         if suffix in (".ts", ".torchscript") or (suffix in CHECKPOINT_SUFFIXES and _is_torchscript(path)):
             if backend == "onnx":
                 raise UserError(f"{path}: a TorchScript file runs on backend 'torch' (or 'auto'), not 'onnx'")
-            from faceforge.deploy.torchscript_embedder import TorchScriptEmbedder
+            from faceforge.embed.torchscript_embedder import TorchScriptEmbedder
 
             return TorchScriptEmbedder(path, device, card), "torch"
         from faceforge.deploy.calibration import stored_calibration
-        from faceforge.deploy.card import resolve_card
         from faceforge.deploy.export import card_for_model
+        from faceforge.embed.card import resolve_card
         from faceforge.models.checkpoint import load_backbone
 
         self.calibration = stored_calibration(path)
@@ -121,7 +122,7 @@ class FaceAnalyzer:
         net_card = resolve_card(path, card) or card_for_model(net, self.calibration)
         if backend == "onnx":
             from faceforge.deploy.export import onnx_bytes
-            from faceforge.deploy.onnx_embedder import OnnxEmbedder
+            from faceforge.embed.onnx_embedder import OnnxEmbedder
 
             emb = OnnxEmbedder(path.with_suffix(".onnx"), device, card=net_card,
                                model_bytes=onnx_bytes(net, net_card.input_size))
@@ -157,7 +158,7 @@ class FaceAnalyzer:
 
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:
         """L2-normalised embeddings of aligned crops [B, H, W, 3], fused with the card's flip."""
-        from faceforge.eval.verification import l2_normalize
+        from faceforge.embed.base import l2_normalize
 
         crops = np.ascontiguousarray(crops)
         feats = self.embedder.embed(crops)

@@ -24,9 +24,10 @@ from faceforge.errors import UserError
 def calibrate(embedder, pairs, far: float = 1e-3, flip: str = "none", batch_size: int = 64,
               workers: int = 0) -> dict[str, Any]:
     """Embed a pair source and pick the cosine threshold at ``far`` (see the module docstring)."""
-    from faceforge.eval.embedder import embed_images
+    from faceforge.embed.base import l2_normalize
+    from faceforge.embed.extract import embed_images
     from faceforge.eval.pairs import PairSet, open_pairs
-    from faceforge.eval.verification import l2_normalize, roc_curve, tar_at_far
+    from faceforge.eval.verification import roc_curve, tar_at_far
 
     if not 0 < far < 1:
         raise UserError(f"--far: expected a rate in (0, 1), got {far}")
@@ -63,7 +64,7 @@ def calibrate_checkpoint(ckpt: str | Path, pairs: str, far: float = 1e-3, flip: 
                          device: str = "cpu", batch_size: int = 64) -> dict[str, Any]:
     """``faceforge calibrate``: calibrate a faceforge checkpoint and store ``ckpt["calibration"]``."""
     from faceforge.atomic import atomic_torch_save
-    from faceforge.eval.embedder import load_faceforge_checkpoint
+    from faceforge.embed.torch_embedder import load_faceforge_checkpoint
     from faceforge.models.checkpoint import read_checkpoint
 
     obj = read_checkpoint(ckpt)

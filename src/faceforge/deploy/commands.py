@@ -41,7 +41,7 @@ def load_analyzer(model, detector: str = "retinaface", device: str = "cpu", thre
 
 def read_image_file(path: str | os.PathLike) -> np.ndarray:
     """RGB uint8 from an image file; a one-line UserError when missing or not an image."""
-    from faceforge.data.dataset import CorruptImage, read_image
+    from faceforge.io.images import CorruptImage, read_image
 
     path = Path(path)
     if not path.exists():
@@ -56,8 +56,8 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
 
 def _aligned_face(analyzer, img: np.ndarray):
     """The whole image as one face (an aligned crop): box = the image, landmarks = the template."""
+    from faceforge.align.transform import fit_to_input
     from faceforge.deploy.analyzer import AnalyzedFace
-    from faceforge.eval.embedder import fit_to_input
 
     card = analyzer.card
     h, w = (int(v) for v in card.input_size)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from faceforge.deploy.card import ModelCard, card_to_metadata, save_card
+from faceforge.embed.card import ModelCard, card_to_metadata, save_card
 from faceforge.errors import UserError
 
 OPSET = 17
@@ -37,9 +37,9 @@ PARITY_MIN = {"fp32": 0.9999, "fp16": 0.999}
 
 
 def model_id(model) -> str:
-    from faceforge.eval.embedder import _state_fingerprint
+    from faceforge.embed.torch_embedder import state_fingerprint
 
-    return _state_fingerprint(model)
+    return state_fingerprint(model)
 
 
 def card_for_model(model, calibration: dict | None = None) -> ModelCard:
@@ -94,8 +94,8 @@ def set_metadata(model_proto, card: ModelCard) -> None:
 
 def parity_batch(input_size=(112, 112), n: int = 8) -> np.ndarray:
     """A fixed batch of aligned synthetic faces (deterministic), fitted to ``input_size``."""
+    from faceforge.align.transform import fit_batch
     from faceforge.data.synthetic import SyntheticFaces
-    from faceforge.eval.embedder import fit_batch
 
     faces = SyntheticFaces(seed=1234)
     imgs = np.stack([faces.render(j, j % 3)[0] for j in range(n)])
@@ -122,8 +122,9 @@ class _CalibReader:
     """``onnxruntime.quantization.CalibrationDataReader`` over a data source, in batches of 16."""
 
     def __init__(self, source: str, card: ModelCard, limit: int = 256):
-        from faceforge.data.dataset import CorruptImage, open_source
-        from faceforge.eval.embedder import fit_to_input
+        from faceforge.align.transform import fit_to_input
+        from faceforge.data.dataset import open_source
+        from faceforge.io.images import CorruptImage
 
         ds = open_source(source)
         imgs = []
@@ -174,8 +175,8 @@ def export_onnx(ckpt: str | Path, out: str | Path, precision: str = "fp32", cali
     """Export ``ckpt`` to ``out`` (+ ``out.yaml``); return a report (sizes, parity, accuracies)."""
     import onnx
 
-    from faceforge.deploy.onnx_embedder import OnnxEmbedder
-    from faceforge.eval.embedder import TorchEmbedder
+    from faceforge.embed.onnx_embedder import OnnxEmbedder
+    from faceforge.embed.torch_embedder import TorchEmbedder
     from faceforge.models.checkpoint import load_backbone, read_checkpoint
 
     if precision not in PRECISIONS:

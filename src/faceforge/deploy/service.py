@@ -160,7 +160,7 @@ def decode_upload(data: bytes, max_pixels: int, where: str = "image") -> np.ndar
     """RGB uint8 from uploaded bytes; the header's dimensions are checked before decoding."""
     from PIL import Image, UnidentifiedImageError
 
-    from faceforge.data.dataset import CorruptImage, decode_image
+    from faceforge.io.images import CorruptImage, decode_image
 
     if not data:
         raise ApiError(422, "invalid_request", f"{where}: empty")

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.atomic import atomic_write_bytes
-from faceforge.eval.embedder import Embedder, Embeddings, embed_images
+from faceforge.embed.base import Embedder
+from faceforge.embed.extract import Embeddings, embed_images
 
 STATS = {"computed": 0, "hits": 0}
 

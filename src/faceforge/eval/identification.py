@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from faceforge.embed.base import l2_normalize
 from faceforge.errors import UserError
-from faceforge.eval.verification import l2_normalize, roc_curve, tar_at_far
+from faceforge.eval.verification import roc_curve, tar_at_far
 
 RANKS = (1, 3, 5, 10)
 DISTRACTOR_SIZES = (10, 100, 1_000, 10_000, 100_000, 1_000_000)

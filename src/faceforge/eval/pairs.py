@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from faceforge.data.dataset import decode_image, read_image
 from faceforge.errors import UserError, closest
+from faceforge.io.images import decode_image, read_image
 
 
 @dataclass

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from faceforge.config import from_dict, load_yaml
+from faceforge.embed.base import FLIPS, Embedder
+from faceforge.embed.loading import load_embedders
 from faceforge.errors import UserError
 from faceforge.eval import report
-from faceforge.eval.embedder import FLIPS, Embedder, load_embedders
 from faceforge.eval.verification import PROTOCOLS
 
 

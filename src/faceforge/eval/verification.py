@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from faceforge.embed.base import l2_normalize
 from faceforge.errors import UserError
 
 PROTOCOLS = ("insightface", "facex")
@@ -46,15 +47,6 @@ def kfold_ids(n: int, n_folds: int = 10) -> np.ndarray:
     sizes = np.full(n_folds, n // n_folds, dtype=np.int64)
     sizes[: n % n_folds] += 1
     return np.repeat(np.arange(n_folds), sizes)
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm (a zero row stays zero), in the input's float dtype."""
-    x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float32)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norm, np.finfo(x.dtype).tiny)
 
 
 def _check(emb: np.ndarray, issame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -384,7 +376,7 @@ def evaluate_pairs(
     """Embed a pair source (a string such as ``bin:lfw.bin`` or a ``PairSet``) and verify it.
 
     Pairs with a corrupt or missing image are dropped and counted (``dropped_pairs``); the
-    trainer calls this during training with its own :class:`~faceforge.eval.embedder.Embedder`.
+    trainer calls this during training with its own :class:`~faceforge.embed.base.Embedder`.
     """
     from faceforge.eval.cache import cached_embeddings
     from faceforge.eval.pairs import PairSet, open_pairs
@@ -425,7 +417,7 @@ def run(
     workers: int = 0,
 ) -> dict[str, Any]:
     """``faceforge eval verify``: load the model(s), verify, write JSON + ROC when ``out`` is set."""
-    from faceforge.eval.embedder import load_embedders
+    from faceforge.embed.loading import load_embedders
 
     embedder = load_embedders(models, device)
     cache = Path(out) / "cache" if out else None

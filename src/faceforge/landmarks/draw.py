@@ -64,7 +64,7 @@ def draw_file(src: str | Path, out: str | Path, landmarker, progress: bool = Fal
     import cv2
 
     from faceforge.atomic import atomic_write_bytes
-    from faceforge.data.dataset import CorruptImage, read_image
+    from faceforge.io.images import CorruptImage, read_image
 
     try:
         img = read_image(src)

@@ -122,3 +122,19 @@ def five_point_provider(checkpoint: str | Path):
         return five_from_88(predictor.predict(img, [adjust_box(box)])[0]).astype(np.float32)
 
     return points
+
+
+class FivePointRefiner:
+    """A picklable factory for :func:`faceforge.align.folder.align_folder`'s ``points`` hook: each
+    worker calls it once and gets :func:`five_point_provider` of ``checkpoint``. Building one loads
+    the model once, so a bad checkpoint fails before any work."""
+
+    def __init__(self, checkpoint: str | Path):
+        self.checkpoint = str(checkpoint)
+        five_point_provider(self.checkpoint)
+
+    def __call__(self):
+        return five_point_provider(self.checkpoint)
+
+    def __str__(self) -> str:
+        return self.checkpoint

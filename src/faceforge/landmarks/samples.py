@@ -16,9 +16,9 @@ from collections import Counter
 
 import numpy as np
 
-from faceforge.data.dataset import CorruptImage, read_image
 from faceforge.data.synthetic import FLIP_PERMUTATION_88, LANDMARK_GROUPS, NUM_LANDMARKS
 from faceforge.errors import UserError
+from faceforge.io.images import CorruptImage, read_image
 from faceforge.landmarks import crop as C
 
 

@@ -12,8 +12,8 @@ import copy
 import torch
 from torch import nn
 
+from faceforge import distributed as D
 from faceforge.models.heads.classifier import gather_shards, shard_range
-from faceforge.train import distributed as D
 
 
 def _sharded(mode: nn.Module) -> dict[str, int]:

@@ -22,17 +22,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceforge import distributed as D
 from faceforge.atomic import atomic_write_text
 from faceforge.config import ExperimentConfig, to_dict
+from faceforge.data.batches import BatchPlan, epoch_batches, make_plan
 from faceforge.data.dataset import open_source
 from faceforge.errors import UserError
 from faceforge.models import build_backbone
 from faceforge.models.checkpoint import FORMAT, backbone_record, load_backbone, read_checkpoint
 from faceforge.registry import MODES
-from faceforge.train import distributed as D
 from faceforge.train.checkpointing import gather_sharded_state, load_sharded_state
-from faceforge.train.data import BatchPlan, epoch_batches
-from faceforge.train.plans import make_plan
 from faceforge.train.schedule import lr_factor
 
 
@@ -267,7 +266,7 @@ class Trainer:
     def validate(self) -> dict:
         if not self.cfg.data.val or self.rank != 0:
             return {}
-        from faceforge.eval.embedder import TorchEmbedder
+        from faceforge.embed.torch_embedder import TorchEmbedder
         from faceforge.eval.verification import evaluate_pairs
 
         self.backbone.eval()
@@ -462,7 +461,7 @@ def train(cfg: ExperimentConfig, resume: str | None = None, quiet: bool = False)
     """Train as configured; returns a summary (steps, seconds, last metrics, per-epoch history).
 
     Under torchrun the process group lives exactly as long as this call (see
-    :func:`faceforge.train.distributed.process_group`); ``result["rank"]`` says which rank ran it.
+    :func:`faceforge.distributed.process_group`); ``result["rank"]`` says which rank ran it.
     """
     with D.process_group(cfg.device):
         trainer = Trainer(cfg, resume=resume, quiet=quiet)

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.atomic import atomic_write_text
-from faceforge.data.dataset import SOURCES, FaceDataset, read_image
+from faceforge.data.dataset import SOURCES, FaceDataset
 from faceforge.errors import UserError
+from faceforge.io.images import read_image
 
 
 def _int(text: str) -> int | None:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from faceforge.data.dataset import SOURCES, CorruptImage, FaceDataset, decode_image
+from faceforge.data.dataset import SOURCES, FaceDataset
 from faceforge.data.recordio import RecordReader, unpack
 from faceforge.errors import UserError
+from faceforge.io.images import CorruptImage, decode_image
 
 
 def _resolve(path: str) -> tuple[Path, Path, Path | None]:

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.atomic import atomic_write_bytes, atomic_write_text
-from faceforge.data.dataset import CorruptImage, read_image
-from faceforge.data.readers.folder import list_identity_folder
 from faceforge.data.tools import check_new_output
 from faceforge.errors import UserError
+from faceforge.io.folders import list_identity_folder
+from faceforge.io.images import CorruptImage, read_image
 
 
 @dataclass

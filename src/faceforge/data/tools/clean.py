@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.atomic import atomic_write_bytes, atomic_write_text
-from faceforge.data.readers.folder import list_identity_folder
 from faceforge.data.tools import check_new_output
+from faceforge.io.folders import list_identity_folder
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

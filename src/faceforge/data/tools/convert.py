@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.atomic import atomic_write_bytes
-from faceforge.data.dataset import CorruptImage, FaceDataset, decode_image
+from faceforge.data.dataset import FaceDataset
 from faceforge.data.tools import open_any
 from faceforge.data.tools.clean import safe_name
 from faceforge.errors import UserError
+from faceforge.io.images import CorruptImage, decode_image
 
 FORMATS = ("rec", "lst", "folder", "packed")
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.atomic import atomic_write_text
-from faceforge.data.dataset import CorruptImage, read_image
-from faceforge.data.readers.folder import list_identity_folder
 from faceforge.data.tools import check_new_output
 from faceforge.errors import UserError
+from faceforge.io.folders import list_identity_folder
+from faceforge.io.images import CorruptImage, read_image
 
 
 class _UnionFind:
@@ -38,33 +38,33 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)  # the earliest identity names the group
 
 
-def identity_embeddings(groups: list[list[Path]], model, batch_size: int = 64) -> np.ndarray:
-    """Mean of the L2-normalised embeddings of each identity's images, L2-normalised again."""
-    import cv2
-    import torch
+def identity_embeddings(groups: list[list[Path]], embedder, batch_size: int = 64) -> np.ndarray:
+    """Mean of the L2-normalised embeddings of each identity's images, L2-normalised again.
 
-    meta = getattr(model, "meta", {})
-    h, w = meta.get("input_size", (112, 112))
-    mean = torch.as_tensor(meta.get("mean", 0.5), dtype=torch.float32).reshape(-1, 1, 1)
-    std = torch.as_tensor(meta.get("std", 0.5), dtype=torch.float32).reshape(-1, 1, 1)
+    ``embedder``: a :class:`faceforge.embed.base.Embedder` (``embed(uint8 [B,H,W,3])``, images
+    fitted to ``meta.input_size``), or a torch module mapping normalised ``[B,3,H,W]`` to
+    embeddings (with an optional ``meta`` dict).
+    """
+    from faceforge.align.transform import fit_to_input
+
+    if hasattr(embedder, "embed"):
+        size, template = tuple(embedder.meta.input_size), embedder.meta.template
+        run = embedder.embed
+    else:
+        meta = getattr(embedder, "meta", {})
+        size, template = tuple(meta.get("input_size", (112, 112))), meta.get("template", "arcface")
+        run = _module_runner(embedder, meta)
     rows = []
     for files in groups:
-        embs = []
         imgs = []
         for f in files:
             try:
                 img = read_image(f)
             except CorruptImage:
                 continue
-            if img.shape[:2] != (h, w):
-                img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-            imgs.append(img)
-        for b in range(0, len(imgs), batch_size):
-            x = torch.from_numpy(np.stack(imgs[b : b + batch_size])).permute(0, 3, 1, 2).float()
-            x = (x / 255.0 - mean) / std
-            with torch.no_grad():
-                e = torch.nn.functional.normalize(model(x).float(), dim=1)
-            embs.append(e.numpy())
+            imgs.append(fit_to_input(img, size, template) if img.shape[:2] != size else img)
+        embs = [_normalise(np.asarray(run(np.stack(imgs[b : b + batch_size])), np.float32))
+                for b in range(0, len(imgs), batch_size)]
         rows.append(np.concatenate(embs).mean(0) if embs else None)
     dim = next((r.shape[0] for r in rows if r is not None), 0)
     out = np.zeros((len(groups), dim), np.float32)
@@ -74,13 +74,30 @@ def identity_embeddings(groups: list[list[Path]], model, batch_size: int = 64) -
     return out
 
 
-def merge(sources: list[str | Path], dst: str | Path, model: str | Path | None = None,
-          threshold: float = 0.6, by_name: bool = True, mapping: str | Path | None = None,
-          embedder=None) -> dict:
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _module_runner(model, meta: dict):
+    import torch
+
+    mean = torch.as_tensor(meta.get("mean", 0.5), dtype=torch.float32).reshape(-1, 1, 1)
+    std = torch.as_tensor(meta.get("std", 0.5), dtype=torch.float32).reshape(-1, 1, 1)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        x = (torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+        with torch.no_grad():
+            return model(x).float().numpy()
+
+    return run
+
+
+def merge(sources: list[str | Path], dst: str | Path, threshold: float = 0.6, by_name: bool = True,
+          mapping: str | Path | None = None, embedder=None) -> dict:
     """Merge identity folders ``sources`` into ``dst``; returns the report (also ``merge_report.json``).
 
-    ``model`` is a faceforge checkpoint (``load_backbone``); ``embedder`` may instead be any callable
-    module mapping ``[B,3,H,W]`` to embeddings (with an optional ``meta`` dict).
+    With an ``embedder`` (see :func:`identity_embeddings`; the CLI loads one with
+    ``faceforge.embed.load_embedder``) identities are also merged by mean-embedding similarity.
     """
     if len(sources) < 2:
         raise UserError("merge: give at least two source folders and the output folder")
@@ -106,11 +123,7 @@ def merge(sources: list[str | Path], dst: str | Path, model: str | Path | None =
             else:
                 first[key] = i
     pairs = []
-    if model is not None or embedder is not None:
-        if embedder is None:
-            from faceforge.models.checkpoint import load_backbone
-
-            embedder = load_backbone(model)
+    if embedder is not None:
         emb = identity_embeddings([g for _, _, g in ids], embedder)
         sim = emb @ emb.T
         src_of = np.array([k for k, _, _ in ids])

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from faceforge.data.dataset import CorruptImage, FaceDataset
+from faceforge.data.dataset import FaceDataset
 from faceforge.data.packed import PackedWriter
 from faceforge.data.tools import open_any
 from faceforge.errors import UserError
+from faceforge.io.images import CorruptImage
 
 _WORKER: tuple[FaceDataset, tuple[int, int]] | None = None
 

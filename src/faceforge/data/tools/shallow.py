@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from faceforge.data.readers.folder import list_identity_folder
 from faceforge.data.tools import check_new_output
 from faceforge.errors import UserError
+from faceforge.io.folders import list_identity_folder
 
 
 def shallow(src: str | Path, dst: str | Path, per_identity: int = 2, seed: int | None = None,

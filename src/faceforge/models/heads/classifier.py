@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceforge import distributed as D
 from faceforge.errors import UserError
-from faceforge.train import distributed as D
 
 
 def shard_range(num_classes: int, rank: int, world: int) -> tuple[int, int]:

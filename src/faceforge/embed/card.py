@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from faceforge.embed.base import FLIPS
 from faceforge.errors import UserError, closest
 
 CHANNEL_ORDERS = ("rgb", "bgr")
 LAYOUTS = ("NCHW", "NHWC")
-FLIPS = ("none", "sum", "concat")
 SCORES = ("cosine", "l2")
 NAMED_TEMPLATES = {"arcface": (112, 112), "sphereface": (112, 96)}
 CARD_SUFFIXES = (".yaml", ".yml", ".json")
@@ -82,8 +82,8 @@ class ModelCard:
         return template_points(self.template, self.input_size)
 
     def embedder_meta(self, name: str | None = None):
-        """The :class:`~faceforge.eval.embedder.EmbedderMeta` of this card."""
-        from faceforge.eval.embedder import EmbedderMeta
+        """The :class:`~faceforge.embed.base.EmbedderMeta` of this card."""
+        from faceforge.embed.base import EmbedderMeta
 
         return EmbedderMeta(
             input_size=tuple(self.input_size),
@@ -101,7 +101,7 @@ class ModelCard:
         if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
             raise ValueError(f"expected uint8 [B, H, W, 3] images, got {images.dtype} {images.shape}")
         if tuple(images.shape[1:3]) != tuple(self.input_size):
-            from faceforge.eval.embedder import fit_batch
+            from faceforge.align.transform import fit_batch
 
             images = fit_batch(images, self.input_size)
         if self.channel_order == "bgr":

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from faceforge.deploy.card import ModelCard, _load_onnx, card_from_onnx, check_onnx, resolve_card
+from faceforge.embed.base import Embedder
+from faceforge.embed.card import ModelCard, _load_onnx, card_from_onnx, check_onnx, resolve_card
+from faceforge.embed.loading import register_loader
 from faceforge.errors import UserError
-from faceforge.eval.embedder import Embedder, register_loader
 
 
 def providers_for(device: str = "cpu") -> list[str]:

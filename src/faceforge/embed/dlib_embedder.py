@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from faceforge.deploy.card import ModelCard
+from faceforge.embed.base import Embedder
+from faceforge.embed.card import ModelCard
+from faceforge.embed.loading import register_spec
 from faceforge.errors import UserError, closest
-from faceforge.eval.embedder import Embedder, register_spec
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
@@ -103,7 +104,7 @@ class DlibEmbedder(Embedder):
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         """Descriptors of dlib chips (uint8 RGB [B, 150, 150, 3]); other sizes are resized to 150."""
-        from faceforge.eval.embedder import fit_batch
+        from faceforge.align.transform import fit_batch
 
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from faceforge.deploy.card import ModelCard, card_from_dict, resolve_card
+from faceforge.embed.base import Embedder
+from faceforge.embed.card import ModelCard, card_from_dict, resolve_card
+from faceforge.embed.loading import register_loader
+from faceforge.embed.torch_embedder import load_faceforge_checkpoint
 from faceforge.errors import UserError
-from faceforge.eval.embedder import Embedder, load_faceforge_checkpoint, register_loader
 
 CARD_EXTRA = "faceforge_card.json"
 
@@ -96,7 +98,7 @@ def load_checkpoint_with_card(path: Path, device: str = "cpu", card=None) -> Emb
     if card.layout != "NCHW":
         raise UserError(f"{path}: a faceforge checkpoint takes NCHW input; the card says {card.layout}")
     emb.model.meta.update(card.embedder_meta().__dict__ | {"name": Path(path).stem})
-    from faceforge.eval.embedder import TorchEmbedder
+    from faceforge.embed.torch_embedder import TorchEmbedder
 
     out = TorchEmbedder(emb.model, device, name=Path(path).stem, source=str(path))
     out.card = card

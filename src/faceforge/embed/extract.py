@@ -1,0 +1,124 @@
+"""Batched feature extraction over an image set: fit each image to the model's input, skip
+corrupt images, test-time flipping.
+
+Fitting a 112x112 ArcFace-aligned crop to a 112x96 model (the SphereFace template) takes columns
+8..104: the SphereFace template is the ArcFace one shifted 8 px left (arcface_torch's
+``norm_crop`` adds 8.0 to the x of the 96-wide reference points), so the centre crop is exact,
+not an approximation. Any other size mismatch is a bilinear resize (area when shrinking).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from faceforge.align.transform import fit_to_input
+from faceforge.embed.base import FLIPS, Embedder
+from faceforge.errors import UserError
+from faceforge.io.images import CorruptImage, read_image
+
+
+@dataclass
+class Embeddings:
+    """Features of an image set: ``features`` [N, D] float32 (zero rows where ``valid`` is False)."""
+
+    features: np.ndarray
+    valid: np.ndarray
+    corrupt: list[str] = field(default_factory=list)
+
+    @property
+    def num_corrupt(self) -> int:
+        return int((~self.valid).sum())
+
+
+class _ImageSet:
+    """``torch.utils.data.Dataset`` over anything with ``read(i)`` (or a list of arrays / paths)."""
+
+    def __init__(self, source, size, template: str = "arcface"):
+        self.source, self.size, self.template = source, size, template
+
+    def __len__(self) -> int:
+        return len(self.source.images) if hasattr(self.source, "images") else len(self.source)
+
+    def _read(self, i: int) -> np.ndarray:
+        if hasattr(self.source, "read"):
+            return self.source.read(i)
+        item = self.source[i]
+        return item if isinstance(item, np.ndarray) else read_image(item)
+
+    def __getitem__(self, i: int):
+        try:
+            img = self._read(i)
+            if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+                raise CorruptImage(f"image {i}: not an RGB uint8 image")
+            return i, np.ascontiguousarray(fit_to_input(img, self.size, self.template)), ""
+        except CorruptImage as e:
+            return i, None, str(e)
+
+
+def _collate(batch):
+    idx = [i for i, img, _ in batch if img is not None]
+    imgs = np.stack([img for _, img, _ in batch if img is not None]) if idx else None
+    bad = [(i, msg) for i, img, msg in batch if img is None]
+    return idx, imgs, bad
+
+
+def _flip_features(embedder: Embedder, imgs: np.ndarray, flip: str) -> np.ndarray:
+    feats = embedder.embed(imgs)
+    if flip == "none":
+        return feats
+    flipped = embedder.embed(np.ascontiguousarray(imgs[:, :, ::-1]))
+    return feats + flipped if flip == "sum" else np.concatenate([feats, flipped], axis=1)
+
+
+def embed_images(
+    embedder: Embedder,
+    images,
+    batch_size: int = 64,
+    flip: str = "none",
+    workers: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> Embeddings:
+    """Features of every image in ``images`` (a PairSet, a FaceDataset, a list of arrays or paths).
+
+    ``flip``: ``none``; ``sum`` adds the horizontally flipped image's features (arcface_torch);
+    ``concat`` appends them (doubles D). Corrupt images are skipped: their row is zero and
+    ``valid`` is False.
+    """
+    from torch.utils.data import DataLoader
+
+    if flip not in FLIPS:
+        raise UserError(f"--flip '{flip}': expected one of {', '.join(FLIPS)}")
+    dataset = _ImageSet(images, embedder.meta.input_size, embedder.meta.template)
+    n = len(dataset)
+    dim = embedder.meta.embedding_size * (2 if flip == "concat" else 1)
+    feats = np.zeros((n, dim), dtype=np.float32)
+    valid = np.zeros(n, dtype=bool)
+    corrupt: list[str] = []
+    loader = DataLoader(
+        dataset,
+        batch_size=max(1, int(batch_size)),
+        shuffle=False,
+        num_workers=int(workers),
+        collate_fn=_collate,
+    )
+    done = 0
+    for idx, imgs, bad in loader:
+        corrupt.extend(msg for _, msg in bad)
+        if idx:
+            out = _flip_features(embedder, imgs, flip)
+            if out.shape[1] != dim:
+                if valid.any():
+                    raise RuntimeError(
+                        f"model output width changed between batches ({dim} -> {out.shape[1]})"
+                    )
+                dim = out.shape[1]  # the meta's embedding_size was wrong: trust the model
+                feats = np.zeros((n, dim), dtype=np.float32)
+            feats[idx] = out
+            valid[idx] = True
+        done += len(idx) + len(bad)
+        if progress:
+            progress(done, n)
+    return Embeddings(feats, valid, corrupt)

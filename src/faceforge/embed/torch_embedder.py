@@ -1,0 +1,69 @@
+"""faceforge checkpoints (and any ``nn.Module`` with ``model.meta``) as embedders."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from faceforge.embed.base import Embedder, EmbedderMeta
+from faceforge.embed.loading import register_loader
+
+
+def state_fingerprint(model) -> str:
+    h = hashlib.sha1()
+    for key, value in model.state_dict().items():
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class TorchEmbedder(Embedder):
+    """A backbone (``forward(x[B,3,H,W]) -> [B,D]``, ``model.meta`` as set by ``build_backbone``)."""
+
+    def __init__(self, model, device: str = "cpu", name: str | None = None, source: str | None = None):
+        import torch
+
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        meta = dict(getattr(model, "meta", {}) or {})
+        if "embedding_size" not in meta and hasattr(model, "embedding_size"):
+            meta["embedding_size"] = int(model.embedding_size)
+        self.meta = EmbedderMeta.from_model_meta(meta, name)
+        self.source = source or meta.get("checkpoint")
+        # scalar or per-channel (RGB) normalisation, broadcast over [B, 3, H, W]
+        self._mean = torch.as_tensor(self.meta.mean, dtype=torch.float32).reshape(1, -1, 1, 1).to(self.device)
+        self._std = torch.as_tensor(self.meta.std, dtype=torch.float32).reshape(1, -1, 1, 1).to(self.device)
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        import torch
+
+        images = np.ascontiguousarray(images)
+        if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"expected uint8 [B, H, W, 3] images, got {images.dtype} {images.shape}")
+        if self.meta.channel_order == "bgr":
+            images = np.ascontiguousarray(images[..., ::-1])
+        x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        x = (x - self._mean) / self._std
+        with torch.inference_mode():
+            out = self.model(x)
+        if isinstance(out, dict):  # a model returning named outputs gives its embedding by name
+            out = out["embedding"]
+        return out.float().cpu().numpy()
+
+    def fingerprint(self) -> str:
+        if self.source and Path(self.source).is_file():
+            st = Path(self.source).stat()
+            return hashlib.sha1(
+                f"{Path(self.source).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
+            ).hexdigest()[:16]
+        return state_fingerprint(self.model)
+
+
+@register_loader(".ckpt", ".pt", ".pth")
+def load_faceforge_checkpoint(path: Path, device: str = "cpu") -> Embedder:
+    from faceforge.models.checkpoint import load_backbone
+
+    model = load_backbone(path, device=device)
+    return TorchEmbedder(model, device, name=Path(path).stem, source=str(path))
