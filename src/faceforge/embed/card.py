@@ -312,6 +312,20 @@ def find_card(model_path: str | Path, card=None) -> tuple[ModelCard | None, str]
     return (load_card(beside), f"beside the model: {beside}") if beside else (None, "")
 
 
+def merge_cards(base: ModelCard, override: ModelCard) -> ModelCard:
+    """``base`` (what the model file itself records or implies) with the fields ``override`` states:
+    a card beside a model may say only ``flip: concat``."""
+    stated = set(override.declared)
+    if stated & {"scale", "offset"}:
+        stated |= {"mean", "std"}
+    d = {k: v for k, v in base.to_dict().items() if k != "notes"}
+    d.update({k: v for k, v in override.to_dict().items() if k in stated and k != "notes"})
+    merged = card_from_dict(d, "card")
+    merged.notes = list(dict.fromkeys(base.notes + override.notes))
+    merged.declared = frozenset(base.declared | stated)
+    return merged
+
+
 def resolve_card(model_path: str | Path, card=None) -> ModelCard | None:
     """An explicit card (path, dict or ModelCard), else one found beside the model, else None."""
     return find_card(model_path, card)[0]

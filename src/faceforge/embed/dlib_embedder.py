@@ -71,6 +71,7 @@ class DlibEmbedder(Embedder):
                               notes=["dlib chips (get_face_chip, 150x150, padding 0.25), not ArcFace crops"])
         self.card.template = "dlib_chip"
         self.meta = self.card.embedder_meta("dlib_resnet")
+        self.card_origin = "built in (dlib's own face chips)"
 
     # -- alignment -------------------------------------------------------------------------------
 

@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.embed.base import Embedder
-from faceforge.embed.card import ModelCard, _load_onnx, card_from_onnx, check_onnx, find_card, no_card_line
+from faceforge.embed.card import (
+    ModelCard,
+    _load_onnx,
+    card_from_onnx,
+    check_onnx,
+    find_card,
+    merge_cards,
+    no_card_line,
+)
 from faceforge.embed.loading import register_loader
 from faceforge.errors import UserError
 
@@ -59,6 +67,8 @@ class OnnxEmbedder(Embedder):
             model = onnx.load_from_string(model_bytes)
         explicit, origin = (find_card(self.path, card) if model_bytes is None or card is not None
                             else (None, ""))
+        if explicit is not None and explicit.declared:  # fields it leaves out come from the file
+            explicit = merge_cards(card_from_onnx(self.path, model), explicit)
         if explicit is not None:
             explicit.notes.extend(check_onnx(explicit, model, str(self.path)))
             self.card, self.card_origin = explicit, origin

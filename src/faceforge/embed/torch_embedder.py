@@ -65,11 +65,13 @@ class TorchEmbedder(Embedder):
 @register_loader(".ckpt", ".pt", ".pth")
 def load_faceforge_checkpoint(path: Path, device: str = "cpu", card=None) -> Embedder:
     """A checkpoint fed as its ``model.meta`` says, or as a card (``--card`` / beside it) says."""
-    from faceforge.embed.card import assumed_text, card_from_meta, find_card, no_card_line
+    from faceforge.embed.card import assumed_text, card_from_meta, find_card, merge_cards, no_card_line
     from faceforge.models.checkpoint import load_backbone
 
     model = load_backbone(path, device=device)
     found, origin = find_card(path, card)
+    if found is not None and found.declared:  # fields it leaves out come from the checkpoint
+        found = merge_cards(card_from_meta(model.meta, Path(path).stem), found)
     if found is not None:
         if found.layout != "NCHW":
             raise UserError(f"{path}: a faceforge checkpoint takes NCHW input; the card says {found.layout}")
