@@ -3,17 +3,42 @@
 from __future__ import annotations
 
 import json
+import sys
+
+
+def multi_option(p) -> None:
+    from faceforge.align.select import DEFAULT_MULTI, MULTI_POLICIES
+
+    p.add_argument("--multi", default=DEFAULT_MULTI, choices=MULTI_POLICIES,
+                   help="images with several faces: the largest face nearest the centre (default), the "
+                   "largest, none, or all (the same rule as 'faceforge align')")
 
 
 def model_options(p, threshold: bool = False) -> None:
     """Options every inference command shares (also used by ``gallery`` and ``serve``)."""
     p.add_argument("--model", required=True,
-                   help="model: faceforge checkpoint (.ckpt/.pt), ONNX or TorchScript")
+                   help="model: faceforge checkpoint (.ckpt/.pt), ONNX, TorchScript or dlib:resnet")
+    p.add_argument("--card", default=None, metavar="CARD.yaml",
+                   help="model card saying how to feed the model (default: one beside the model file, "
+                   "the ONNX metadata or the checkpoint's record)")
     p.add_argument("--detector", default="retinaface", help="face detector: retinaface (default) or mtcnn")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    multi_option(p)
     if threshold:
         p.add_argument("--threshold", type=float, default=None,
                        help="'same person' cosine threshold (default: the model's calibrated one)")
+
+
+def analyzer_from_args(args):
+    """The FaceAnalyzer of ``--model/--card/--detector/--device/--multi[/--threshold]``; the line said
+    when the model has no card goes to stderr."""
+    from faceforge.deploy.commands import load_analyzer
+
+    analyzer = load_analyzer(args.model, args.detector, args.device, getattr(args, "threshold", None),
+                             card=args.card, multi=args.multi)
+    if analyzer.embedder.card_note:
+        print(analyzer.embedder.card_note, file=sys.stderr)
+    return analyzer
 
 
 def aligned_option(p) -> None:
@@ -60,8 +85,8 @@ def add_commands(sub) -> None:
 def run_embed(args) -> int:
     from faceforge.deploy.commands import embed_files
 
-    r = embed_files(args.paths, args.model, args.out, all_faces=args.all_faces, aligned=args.aligned,
-                    detector=args.detector, device=args.device)
+    r = embed_files(args.paths, analyzer_from_args(args), args.out, all_faces=args.all_faces,
+                    aligned=args.aligned)
     print(f"{r['faces']} faces from {r['images']} images -> {r['out']} (dim {r['dim']}); "
           f"skipped: {len(r['not_images'])} not images, {len(r['no_face'])} without a face")
     for f in r["not_images"]:
@@ -74,8 +99,7 @@ def run_embed(args) -> int:
 def run_verify(args) -> int:
     from faceforge.deploy.commands import verify_files
 
-    r = verify_files(args.a, args.b, args.model, threshold=args.threshold, aligned=args.aligned,
-                     detector=args.detector, device=args.device)
+    r = verify_files(args.a, args.b, analyzer_from_args(args), threshold=args.threshold, aligned=args.aligned)
     if args.json:
         print(json.dumps(r))
     else:
@@ -87,9 +111,8 @@ def run_verify(args) -> int:
 def run_identify(args) -> int:
     from faceforge.deploy.commands import identify_file
 
-    r = identify_file(args.probe, args.gallery, args.model, k=args.top_k, group=args.group,
-                      all_faces=args.all_faces, aligned=args.aligned, detector=args.detector,
-                      device=args.device)
+    r = identify_file(args.probe, args.gallery, analyzer_from_args(args), k=args.top_k, group=args.group,
+                      all_faces=args.all_faces, aligned=args.aligned)
     if args.json:
         print(json.dumps(r))
         return 0

@@ -63,10 +63,14 @@ def _is_torchscript(path: Path) -> bool:
 
 class FaceAnalyzer:
     def __init__(self, model, detector: str = "retinaface", device: str = "cpu", backend: str = "auto",
-                 card=None, threshold: float | None = None, **detector_options):
+                 card=None, threshold: float | None = None, multi: str = "largest_center",
+                 **detector_options):
         if backend not in BACKENDS:
             raise UserError(f"backend '{backend}': expected one of {', '.join(BACKENDS)}")
         from faceforge.align.detectors import get_detector
+        from faceforge.align.select import check_policy
+
+        self.multi = check_policy(multi)  # which face of a photo with several (faceforge.align.select)
 
         self.device = device
         self.calibration: dict | None = None
@@ -185,14 +189,18 @@ class FaceAnalyzer:
             return np.asarray(emb, dtype=np.float32)
         if isinstance(x, np.ndarray) and x.ndim == 1:
             return x.astype(np.float32) / max(float(np.linalg.norm(x)), 1e-12)
-        faces = self.embed(x)
+        from faceforge.align.select import pick_faces
+
+        img = load_image(x)
+        rule = "largest_center" if self.multi == "all" else self.multi  # compare needs one face
+        faces = pick_faces(self.detect(img), img.shape, rule)
         if not faces:
             shown = f" ({x})" if isinstance(x, (str, Path)) else ""
             raise UserError(f"compare: no face found in image {which}{shown}")
-        return faces[0].embedding
+        return self.embed_crops(self.align(img, faces[0])[None])[0]
 
     def compare(self, a, b) -> tuple[float, bool]:
-        """(cosine similarity, same person?) of two faces, embeddings or images (most confident face).
+        """(cosine similarity, same person?) of two faces, embeddings or images (the face ``multi`` picks).
 
         "Same" is ``similarity >= threshold``, the threshold calibrated with the model.
         """

@@ -3,7 +3,8 @@
 Every image goes through a :class:`~faceforge.deploy.analyzer.FaceAnalyzer` (detect -> align ->
 embed); ``aligned=True`` treats each image as an already-aligned crop (112x112 ArcFace template or
 the model's own input size) and skips detection. One face per image is used unless ``all_faces``:
-the largest (box area), which in a portrait is the subject.
+the one the analyzer's ``multi`` rule picks (:mod:`faceforge.align.select`, default the largest
+near the centre), the same rule ``faceforge align`` uses.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ def analyzer_model_id(analyzer) -> str:
     return _MODEL_IDS[analyzer]
 
 
-def load_analyzer(model, detector: str = "retinaface", device: str = "cpu", threshold: float | None = None):
+def load_analyzer(model, detector: str = "retinaface", device: str = "cpu", threshold: float | None = None,
+                  card=None, multi: str = "largest_center"):
     """A FaceAnalyzer for ``model`` (a path, or an analyzer passed through)."""
     from faceforge.deploy.analyzer import FaceAnalyzer
 
     if isinstance(model, FaceAnalyzer):
         return model
-    return FaceAnalyzer(model=model, detector=detector, device=device, threshold=threshold)
+    return FaceAnalyzer(model=model, detector=detector, device=device, threshold=threshold, card=card,
+                        multi=multi)
 
 
 def read_image_file(path: str | os.PathLike) -> np.ndarray:
@@ -70,14 +73,16 @@ def _aligned_face(analyzer, img: np.ndarray):
 
 
 def faces_in(analyzer, img: np.ndarray, aligned: bool = False, all_faces: bool = False) -> list:
-    """Faces of one RGB image with embeddings: every face, or only the largest (default)."""
+    """Faces of one RGB image with embeddings: every face, or the one the analyzer's ``multi`` rule
+    picks (default)."""
+    from faceforge.align.select import pick_faces
+
     if aligned:
         return [_aligned_face(analyzer, img)]
-    faces = analyzer.detect(img)
+    rule = "all" if all_faces else getattr(analyzer, "multi", "largest_center")
+    faces = pick_faces(analyzer.detect(img), img.shape, rule)
     if not faces:
         return []
-    if not all_faces:
-        faces = [max(faces, key=lambda f: f.width * f.height)]
     crops = np.stack([analyzer.align(img, f) for f in faces])
     for f, e in zip(faces, analyzer.embed_crops(crops)):
         f.embedding = e
@@ -217,9 +222,11 @@ def enroll_arrays(gallery, analyzer, identity: str, images: Sequence[np.ndarray]
 
 def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
                  paths: Sequence[str | os.PathLike],
-                 aligned: bool = False, detector: str = "retinaface", device: str = "cpu") -> dict:
+                 aligned: bool = False, detector: str = "retinaface", device: str = "cpu",
+                 progress=None) -> dict:
     """Enrol image files as ``identity``; with ``identity=None`` each path is a folder whose
-    sub-folders are identities (``root/<identity>/*.jpg``)."""
+    sub-folders are identities (``root/<identity>/*.jpg``). ``progress(done, total)`` is called
+    after each identity."""
     from faceforge.deploy.gallery import Gallery
 
     if not paths:
@@ -235,6 +242,7 @@ def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
         groups = [(identity, _image_files(paths))]
     analyzer = load_analyzer(model, detector, device)
     summary = {"identities": 0, "enrolled": 0, "not_images": [], "no_face": []}
+    total, done = sum(len(files) for _, files in groups), 0
     with Gallery(gallery_path) as g:
         for name, files in groups:
             images, sources = [], []
@@ -248,6 +256,9 @@ def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
             summary["no_face"] += res["no_face"]
             summary["enrolled"] += res["enrolled"]
             summary["identities"] += bool(res["enrolled"])
+            done += len(files)
+            if progress:
+                progress(done, total)
         summary["gallery"] = g.info()
     return summary
 
