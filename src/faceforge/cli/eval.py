@@ -9,11 +9,11 @@ import sys
 from faceforge.cli._common import add_device_option, add_group, resolve_device
 
 
-def _model_options(p, repeat_help: str = "concatenated (each L2-normalised)") -> None:
+def _model_options(p, repeat_help: str = "concatenated (each L2-normalised)", required: bool = True) -> None:
     p.add_argument(
         "--model",
         action="append",
-        required=True,
+        required=required,
         metavar="CKPT",
         help=f"model checkpoint; repeat to use several models' features {repeat_help}",
     )
@@ -73,7 +73,9 @@ def add_commands(sub) -> None:
     group = add_group(sub, "eval", "evaluate models: verification, identification, MegaFace-style, suites")
 
     p = group.add_parser("verify", help="10-fold pair verification (LFW-style)")
-    _model_options(p)
+    _model_options(p, required=False)
+    p.add_argument("--embeddings", metavar="EMB.npz",
+                   help="score the output of 'faceforge embed' instead of embedding with --model")
     p.add_argument(
         "--pairs",
         required=True,
@@ -124,8 +126,19 @@ def add_commands(sub) -> None:
 
 
 def verify(args) -> int:
-    from faceforge.eval.verification import coverage_line, run, summary_line
+    from faceforge.errors import UserError
+    from faceforge.eval.verification import run
 
+    if bool(args.model) == bool(args.embeddings):
+        raise UserError("eval verify: give --model (embed the pairs) or --embeddings EMB.npz (score "
+                        "'faceforge embed' output), not both")
+    if args.embeddings:
+        from faceforge.eval.verification import verify_embedding_file, write_result
+
+        result = verify_embedding_file(args.embeddings, args.pairs, args.protocol, bool(args.mean_subtract))
+        if args.out:
+            result["json"] = str(write_result(result, args.out))
+        return _report_verify(args, result)
     result = run(
         [_embedder(args)],
         args.pairs,
@@ -138,6 +151,12 @@ def verify(args) -> int:
         mean_subtract=args.mean_subtract,
         progress=_progress(args, "embed"),
     )
+    return _report_verify(args, result)
+
+
+def _report_verify(args, result) -> int:
+    from faceforge.eval.verification import coverage_line, summary_line
+
     print(coverage_line(result))
     print(summary_line(result))
     print(f"flip {result['flip']} ({result['flip_from']}), mean subtraction "

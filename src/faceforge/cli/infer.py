@@ -51,8 +51,11 @@ def add_commands(sub) -> None:
                        description="Detect, align and embed faces; write embeddings (L2-normalised), boxes, "
                        "5 points and scores to an .npz. Unreadable images and images without a face are "
                        "skipped and counted.")
-    p.add_argument("paths", nargs="+", metavar="IMAGE", help="image files")
-    p.add_argument("--out", required=True, help="output .npz")
+    p.add_argument("paths", nargs="+", metavar="SOURCE",
+                   help="image files, folders (every image below), list files (@LIST or .txt: a path per "
+                   "line) or pair sources (pairs:PAIRS.txt,root=DIR | facex:LIST | calfw:LIST)")
+    p.add_argument("--out", required=True, help="output .npz (score it with 'eval verify --embeddings')")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--all-faces", action="store_true", help="every face (default: the largest per image)")
     model_options(p)
     aligned_option(p)
@@ -84,9 +87,10 @@ def add_commands(sub) -> None:
 
 def run_embed(args) -> int:
     from faceforge.deploy.commands import embed_files
+    from faceforge.io.progress import progress_callback
 
     r = embed_files(args.paths, analyzer_from_args(args), args.out, all_faces=args.all_faces,
-                    aligned=args.aligned)
+                    aligned=args.aligned, progress=progress_callback("embed", not args.quiet))
     print(f"{r['faces']} faces from {r['images']} images -> {r['out']} (dim {r['dim']}); "
           f"skipped: {len(r['not_images'])} not images, {len(r['no_face'])} without a face")
     for f in r["not_images"]:

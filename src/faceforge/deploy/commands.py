@@ -106,25 +106,61 @@ def _face_record(face, **extra) -> dict:
 # -------------------------------------------------------------------------------------- embed
 
 
+PAIR_PREFIXES = ("pairs:", "calfw:", "facex:", "bin:")
+
+
+def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
+    """Image files from image paths, folders (every image below, sorted), list files (``@LIST`` or a
+    ``.txt``/``.lst``: one path per line, relative to the list's folder) and pair sources
+    (``pairs:...,root=DIR`` etc.: the images of every pair, so ``eval verify --embeddings`` can score
+    the result)."""
+    files: list[Path] = []
+    for src in sources:
+        text = str(src)
+        if text.startswith(PAIR_PREFIXES):
+            from faceforge.eval.pairs import open_pairs
+
+            images = open_pairs(text, check_images=True).images
+            if not all(isinstance(i, Path) for i in images):
+                raise UserError(f"{text}: a .bin holds encoded images, not files: use 'eval verify' directly")
+            files.extend(images)
+            continue
+        path = Path(text[1:] if text.startswith("@") else text)
+        if text.startswith("@") or (path.is_file() and path.suffix.lower() in (".txt", ".lst")):
+            if not path.is_file():
+                raise UserError(f"{text}: list file not found")
+            files.extend(path.parent / line.strip() for line in path.read_text().splitlines() if line.strip())
+        elif path.is_dir():
+            files.extend(_image_files([path]))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"{path}: file not found")
+    return files
+
+
 def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLike, all_faces: bool = False,
-                aligned: bool = False, detector: str = "retinaface", device: str = "cpu") -> dict:
-    """Embed the faces of image files into ``out`` (.npz): ``embeddings`` [N, D] (L2-normalised),
+                aligned: bool = False, detector: str = "retinaface", device: str = "cpu",
+                progress=None) -> dict:
+    """Embed the faces of images into ``out`` (.npz): ``embeddings`` [N, D] (L2-normalised),
     ``files``, ``face`` (index within its image), ``boxes`` [N, 4], ``points`` [N, 5, 2], ``scores``,
-    ``model_id``. Unreadable images and images without a face are skipped and counted."""
+    ``model_id``, ``flip``. ``paths`` may name images, folders, list files and pair sources
+    (:func:`expand_sources`). Unreadable images and images without a face are skipped and counted;
+    ``progress(done, total)`` is called after each image."""
     from faceforge.atomic import atomic_open
 
-    if not paths:
-        raise UserError("embed: no image given")
     out = Path(out)
     if out.suffix.lower() != ".npz":
         raise UserError(f"--out {out}: expected a .npz file name")
-    for p in paths:
-        if not Path(p).is_file():
-            raise UserError(f"{p}: file not found")
+    paths = expand_sources(paths)
+    if not paths:
+        raise UserError("embed: no image given")
     analyzer = load_analyzer(model, detector, device)
     rows, files, index, boxes, points, scores = [], [], [], [], [], []
     not_images, no_face = [], []
-    for p in paths:
+    for done, p in enumerate(paths, 1):
+        if progress:
+            progress(done, len(paths))
         try:
             img = read_image_file(p)
         except UserError:
@@ -146,7 +182,8 @@ def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLik
     with atomic_open(out, "wb") as f:
         np.savez(f, embeddings=np.stack(rows).astype(np.float32), files=np.array(files), face=np.array(index),
                  boxes=np.stack(boxes).astype(np.float32), points=np.stack(points).astype(np.float32),
-                 scores=np.array(scores, np.float32), model_id=np.array(analyzer_model_id(analyzer)))
+                 scores=np.array(scores, np.float32), model_id=np.array(analyzer_model_id(analyzer)),
+                 flip=np.array(analyzer.flip))
     return {"out": str(out), "faces": len(rows), "images": len(paths) - len(not_images),
             "not_images": not_images, "no_face": no_face, "dim": int(rows[0].shape[0])}
 

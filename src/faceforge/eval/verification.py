@@ -478,32 +478,67 @@ def evaluate_pairs(
 
     choices = pipeline_choices(embedder, flip, mean_subtract)
     flip = choices["flip"]
-    pairs = pair_source if isinstance(pair_source, PairSet) else open_pairs(str(pair_source))
+    pairs = pair_source if isinstance(pair_source, PairSet) else open_pairs(str(pair_source), True)
     spec = pair_source if isinstance(pair_source, str) else f"pairset:{pairs.name}:{len(pairs)}"
     emb = cached_embeddings(embedder, pairs, spec, flip, cache_dir, batch_size, workers, progress)
-    keep = emb.valid[pairs.pairs].all(axis=1)
+    result = _verify_rows(emb.features, emb.valid, pairs, spec, protocol, choices["mean_subtract"], True)
+    result.update({"model": embedder.meta.name, **choices, "preprocessing": preprocessing_record(embedder)})
+    return result
+
+
+def _verify_rows(features: np.ndarray, valid: np.ndarray, pairs, spec: str, protocol: str,
+                 mean_subtract: bool, normalize: bool) -> dict[str, Any]:
+    """Verify the pairs whose two images have a feature row; count the others."""
+    keep = valid[pairs.pairs].all(axis=1)
     kept = pairs.select(keep)
+    missing = int((~valid).sum())
     if len(kept) == 0:
-        raise UserError(f"{spec}: no pair has two readable images ({emb.num_corrupt} unreadable)")
-    feats = emb.features[kept.pairs.reshape(-1)]
+        raise UserError(f"{spec}: no pair has two usable images ({missing} unreadable or without a face)")
+    feats = features[kept.pairs.reshape(-1)]
     folds = kept.folds
     if folds is not None and not keep.all():
         # a fold may vanish; renumber the survivors 0..K-1
         folds = np.unique(folds, return_inverse=True)[1]
     result = verify_embeddings(feats, kept.issame, protocol=protocol, folds=folds,
-                               mean_subtract=choices["mean_subtract"])
-    result.update(
-        {
-            "source": spec,
-            "model": embedder.meta.name,
-            **choices,
-            "protocol_pairs": len(pairs),
-            "dropped_pairs": int((~keep).sum()),
-            "corrupt_images": emb.num_corrupt,
-            "complete": bool(keep.all()),
-            "preprocessing": preprocessing_record(embedder),
-        }
-    )
+                               mean_subtract=mean_subtract, normalize=normalize)
+    result.update({"source": spec, "protocol_pairs": len(pairs), "dropped_pairs": int((~keep).sum()),
+                   "corrupt_images": missing, "complete": bool(keep.all())})
+    return result
+
+
+def verify_embedding_file(npz: str | Path, pair_source: str, protocol: str = "insightface",
+                          mean_subtract: bool = False) -> dict[str, Any]:
+    """Score the output of ``faceforge embed`` (an .npz with ``embeddings`` and ``files``) on a pair
+    source: each pair image is matched by resolved path to its first face; images without a row
+    (no face, unreadable, not embedded) drop their pairs, counted as in :func:`evaluate_pairs`."""
+    from faceforge.eval.pairs import open_pairs
+
+    npz = Path(npz)
+    if not npz.is_file():
+        raise UserError(f"--embeddings: file not found: {npz}")
+    try:
+        with np.load(npz) as z:
+            feats, files, face = z["embeddings"], z["files"], z["face"]
+            flip = str(z["flip"]) if "flip" in z else "unknown"
+    except (OSError, KeyError, ValueError) as e:
+        raise UserError(f"--embeddings {npz}: not an .npz written by 'faceforge embed' ({e})") from None
+    rows: dict[str, int] = {}
+    for row, (name, k) in enumerate(zip(files, face)):
+        if int(k) == 0:
+            rows.setdefault(str(Path(str(name)).resolve()), row)
+    pairs = open_pairs(pair_source)
+    index = np.array([rows.get(str(Path(p).resolve()), -1) if isinstance(p, Path) else -1
+                      for p in pairs.images], dtype=np.int64)
+    if not (index >= 0).any():
+        raise UserError(f"--embeddings {npz}: none of the {len(pairs.images)} images of {pair_source} was "
+                        f"embedded (e.g. {pairs.images[0]}); embed the pair source itself: faceforge embed "
+                        f"'{pair_source}' --out {npz.name}")
+    features = np.zeros((len(pairs.images), feats.shape[1]), dtype=np.float32)
+    features[index >= 0] = feats[index[index >= 0]]
+    result = _verify_rows(features, index >= 0, pairs, pair_source, protocol, mean_subtract, False)
+    result.update({"model": str(npz), "flip": flip, "flip_from": "embeddings file",
+                   "mean_subtract_from": "command line" if mean_subtract else "default",
+                   "preprocessing": {"embeddings": str(npz)}})
     return result
 
 
