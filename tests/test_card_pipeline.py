@@ -33,19 +33,12 @@ def orl_pairs(tmp_path_factory):
     return f"facex:{path},root={root}"
 
 
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory):
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_mfn_ckpt, tmp_path_factory):
     """A tiny faceforge model exported to ONNX (its card lives in the metadata: flip sum)."""
-    import torch
-
-    from faceforge.models import build_backbone
-    from faceforge.models.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("model")
-    save_checkpoint(d / "tiny.ckpt", build_backbone("mobilefacenet_tiny"))
-    assert main(["export", str(d / "tiny.ckpt"), "--onnx", str(d / "tiny.onnx")]) == 0
-    return d / "tiny.onnx"
+    out = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    assert main(["export", str(tiny_mfn_ckpt), "--onnx", str(out)]) == 0
+    return out
 
 
 def _copy(src, dst_dir, name="m.onnx", strip=False):

@@ -15,17 +15,9 @@ from faceforge.errors import UserError
 from faceforge.eval.pairs import open_pairs
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    import torch
-
-    from faceforge.models import build_backbone
-    from faceforge.models.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    save_checkpoint(path, build_backbone("mobilefacenet_tiny"))
-    return path
+@pytest.fixture
+def tiny_ckpt(tiny_mfn_ckpt):
+    return tiny_mfn_ckpt
 
 
 @pytest.fixture(scope="module")

