@@ -155,8 +155,10 @@ def verify(args) -> int:
 
 
 def _report_verify(args, result) -> int:
-    from faceforge.eval.verification import coverage_line, summary_line
+    from faceforge.eval.verification import alignment_warning, coverage_line, summary_line
 
+    if alignment_warning(result):
+        print(alignment_warning(result), file=sys.stderr)
     print(coverage_line(result))
     print(summary_line(result))
     print(f"flip {result['flip']} ({result['flip_from']}), mean subtraction "

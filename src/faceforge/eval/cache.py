@@ -45,7 +45,8 @@ def cached_embeddings(
         if path.is_file():
             try:
                 with np.load(path) as z:
-                    result = Embeddings(z["features"], z["valid"], [str(s) for s in z["corrupt"]])
+                    result = Embeddings(z["features"], z["valid"], [str(s) for s in z["corrupt"]],
+                                        int(z["unaligned"]), str(z["unaligned_example"]))
                 STATS["hits"] += 1
                 return result
             except (OSError, KeyError, ValueError):
@@ -56,7 +57,8 @@ def cached_embeddings(
     if path is not None:
         buf = io.BytesIO()
         np.savez(
-            buf, features=result.features, valid=result.valid, corrupt=np.array(result.corrupt, dtype=str)
+            buf, features=result.features, valid=result.valid, corrupt=np.array(result.corrupt, dtype=str),
+            unaligned=np.array(result.unaligned), unaligned_example=np.array(result.unaligned_example),
         )
         atomic_write_bytes(path, buf.getvalue())
     return result

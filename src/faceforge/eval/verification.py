@@ -413,6 +413,18 @@ def summary_line(result: dict[str, Any]) -> str:
     return text
 
 
+def alignment_warning(result: dict[str, Any]) -> str:
+    """A warning when images were not aligned crops (empty when all were, or the model aligned them)."""
+    n = result.get("unaligned_images", 0)
+    if not n or result.get("self_aligned"):
+        return ""
+    h, w = result["preprocessing"]["input_size"]
+    return (f"WARNING: {n} of {result['images']} images are not aligned face crops (e.g. "
+            f"{result['unaligned_example']}; the model takes {h}x{w} {result['preprocessing']['template']} "
+            "crops): they were resized whole, which loses much accuracy; align them first, e.g. "
+            "'faceforge align SRC DST --fallback center' for already-cropped sets such as LFW")
+
+
 def coverage_line(result: dict[str, Any]) -> str:
     """Pairs scored vs pairs in the protocol, flagged when the accuracy covers fewer pairs."""
     total, scored = result.get("protocol_pairs", result["pairs"]), result["pairs"]
@@ -482,7 +494,10 @@ def evaluate_pairs(
     spec = pair_source if isinstance(pair_source, str) else f"pairset:{pairs.name}:{len(pairs)}"
     emb = cached_embeddings(embedder, pairs, spec, flip, cache_dir, batch_size, workers, progress)
     result = _verify_rows(emb.features, emb.valid, pairs, spec, protocol, choices["mean_subtract"], True)
-    result.update({"model": embedder.meta.name, **choices, "preprocessing": preprocessing_record(embedder)})
+    result.update({"model": embedder.meta.name, **choices, "preprocessing": preprocessing_record(embedder),
+                   "images": len(pairs.images), "unaligned_images": emb.unaligned,
+                   "unaligned_example": emb.unaligned_example,
+                   "self_aligned": emb.unaligned > 0 and hasattr(embedder, "prepare_photo")})
     return result
 
 
