@@ -118,12 +118,15 @@ class FaceAnalyzer:
             return TorchScriptEmbedder(path, device, card), "torch"
         from faceforge.deploy.calibration import stored_calibration
         from faceforge.deploy.export import card_for_model
-        from faceforge.embed.card import resolve_card
+        from faceforge.embed.card import find_card, merge_cards
         from faceforge.models.checkpoint import load_backbone
 
         self.calibration = stored_calibration(path)
         net = load_backbone(path, "cpu")
-        net_card = resolve_card(path, card) or card_for_model(net, self.calibration)
+        found, origin = find_card(path, card)
+        base = card_for_model(net, self.calibration)
+        # a card beside the checkpoint may state only some fields: the rest come from the checkpoint
+        net_card = merge_cards(base, found) if found is not None and found.declared else (found or base)
         if backend == "onnx":
             from faceforge.deploy.export import onnx_bytes
             from faceforge.embed.onnx_embedder import OnnxEmbedder
@@ -136,7 +139,7 @@ class FaceAnalyzer:
                             f"the card says {net_card.layout}")
         net.meta.update(net_card.embedder_meta().__dict__ | {"name": path.stem})
         emb = TorchEmbedder(net, device, name=path.stem, source=str(path))
-        emb.card = net_card
+        emb.card, emb.card_origin = net_card, origin or "the checkpoint's own record (model.meta)"
         return emb, "torch"
 
     # -- the four verbs --------------------------------------------------------------------------
