@@ -11,7 +11,7 @@ import stat
 import numpy as np
 import pytest
 
-from conftest import shared_path
+from conftest import need_retinaface, shared_path
 from faceforge.cli.main import main
 from faceforge.embed.card import card_names, find_card, load_card
 from faceforge.eval.verification import facex_folds, kfold_ids, pair_scores, verify_embeddings
@@ -164,3 +164,30 @@ def test_mean_subtraction_matches_a_written_out_loop_and_helps_offset_features()
     assert res["accuracy"] > plain["accuracy"]
     ins = verify_embeddings(emb, issame, protocol="insightface", mean_subtract=True)
     assert ins["mean_subtract"] and ins["accuracy"] > verify_embeddings(emb, issame)["accuracy"]
+
+
+def test_card_option_on_embed_and_align(tiny_mfn_ckpt, tmp_path):
+    """``--card`` reaches the commands that embed or align for a model (a real colour photo)."""
+    import cv2
+
+    photo = cv2.imread(str(shared_path("data", "photos", "biden.jpg")))
+    crop = tmp_path / "crop.png"
+    cv2.imwrite(str(crop), cv2.resize(photo, (112, 112), interpolation=cv2.INTER_AREA))
+    (tmp_path / "bgr.yaml").write_text("channel_order: bgr\n")
+    outs = {}
+    for name, extra in (("plain", []), ("bgr", ["--card", str(tmp_path / "bgr.yaml")])):
+        out = tmp_path / f"{name}.npz"
+        assert main(["embed", str(crop), "--model", str(tiny_mfn_ckpt), "--aligned", "--out", str(out),
+                     "--quiet", *extra]) == 0
+        with np.load(out) as z:
+            outs[name] = z["embeddings"][0]
+    assert float(outs["plain"] @ outs["bgr"]) < 0.9999  # the card's channel order was applied
+
+    (tmp_path / "sphere.yaml").write_text("template: sphereface\ninput_size: [112, 96]\n")
+    src = tmp_path / "src" / "p"
+    src.mkdir(parents=True)
+    cv2.imwrite(str(src / "obama.jpg"), cv2.imread(str(shared_path("data", "photos", "obama.jpg"))))
+    need_retinaface()
+    assert main(["align", str(tmp_path / "src"), str(tmp_path / "dst"), "--quiet",
+                 "--card", str(tmp_path / "sphere.yaml")]) == 0
+    assert cv2.imread(str(tmp_path / "dst" / "p" / "obama.jpg")).shape == (112, 96, 3)
