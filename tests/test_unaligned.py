@@ -54,3 +54,36 @@ def test_dlib_aligns_raw_photos_in_eval(photo_pairs, capsys):
                  "--protocol", "facex"]) == 0
     captured = capsys.readouterr()
     assert "WARNING" not in captured.err and "accuracy 1.0000" in captured.out
+
+
+def test_explicit_template_points_rewarp_arcface_crops_in_eval(tiny_mfn_ckpt, tmp_path):
+    """A card with its own template points gets an aligned ArcFace crop re-aligned, not resized."""
+    import shutil
+
+    import cv2
+
+    from faceforge.align.transform import estimate_similarity, template_points
+    from faceforge.embed.loading import load_embedder
+    from faceforge.io.images import read_image
+
+    pts = (template_points("arcface") - 56.0) * 0.8 + np.array([56.0, 62.0])  # a smaller, lower face
+    model = tmp_path / "m.ckpt"
+    shutil.copy(tiny_mfn_ckpt, model)
+    (tmp_path / "m.yaml").write_text(
+        "template: {points: " + json_points(pts) + ", size: [112, 112]}\n")
+    emb = load_embedder(model)
+    assert emb.meta.input_size == (112, 112) and isinstance(emb.card.template, dict)
+    face = tmp_path / "crop.png"  # an ArcFace crop at twice the size (224x224)
+    cv2.imwrite(str(face), cv2.resize(cv2.imread(str(shared_path("data", "photos", "Tom_Hanks_54745.png"))),
+                                      (224, 224)))
+    img = read_image(face)
+    got = embed_images(emb, [face]).features[0]
+    m = estimate_similarity(template_points("arcface", (224, 224)), emb.card.template_points())
+    want = emb.embed(cv2.warpAffine(img, m, (112, 112), flags=cv2.INTER_LINEAR)[None])[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    resized = emb.embed(cv2.resize(img, (112, 112), interpolation=cv2.INTER_AREA)[None])[0]
+    assert got @ resized / np.linalg.norm(got) / np.linalg.norm(resized) < 0.99  # not the old resize
+
+
+def json_points(pts) -> str:
+    return "[" + ", ".join(f"[{x:.4f}, {y:.4f}]" for x, y in pts) + "]"

@@ -90,6 +90,23 @@ class ModelCard:
             return pts * np.array([w / tw, h / th])
         return template_points(self.template, self.input_size)
 
+    def rewarp(self, image: np.ndarray) -> np.ndarray | None:
+        """An ArcFace-aligned square crop re-aligned to this card's explicit template points (None
+        when the card names a template, or the image is not square): the landmarks of an aligned
+        crop sit on the ArcFace template, so mapping those points onto the card's is the same warp
+        the SDK applies to a photo, instead of a resize that keeps ArcFace's geometry."""
+        if not isinstance(self.template, dict) or image.shape[0] != image.shape[1]:
+            return None
+        import cv2
+
+        from faceforge.align.transform import estimate_similarity, template_points
+
+        src = template_points("arcface", (image.shape[0], image.shape[1]))
+        m = estimate_similarity(src, self.template_points())
+        h, w = self.input_size
+        return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=0)
+
     def embedder_meta(self, name: str | None = None):
         """The :class:`~faceforge.embed.base.EmbedderMeta` of this card."""
         from faceforge.embed.base import EmbedderMeta

@@ -10,7 +10,8 @@ An image whose size is none of an aligned crop's (the model's input, 112x112, 11
 small multiple of one) is counted in ``Embeddings.unaligned``: a raw 250x250 LFW photo resized
 whole scores far below its aligned crop (66% for one model), so evaluation warns about it. A
 model with its own alignment (``embedder.prepare_photo``, dlib's chips) is given such images to
-align itself instead.
+align itself instead, and a card with explicit template points gets ArcFace crops re-aligned to
+its points (:meth:`~faceforge.embed.card.ModelCard.rewarp`) rather than resized.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ def looks_aligned(shape, input_size) -> bool:
 class _ImageSet:
     """``torch.utils.data.Dataset`` over anything with ``read(i)`` (or a list of arrays / paths)."""
 
-    def __init__(self, source, size, template: str = "arcface", prepare_photo=None):
+    def __init__(self, source, size, template: str = "arcface", prepare_photo=None, rewarp=None):
         self.source, self.size, self.template = source, size, template
-        self.prepare_photo = prepare_photo
+        self.prepare_photo, self.rewarp = prepare_photo, rewarp
 
     def __len__(self) -> int:
         return len(self.source.images) if hasattr(self.source, "images") else len(self.source)
@@ -80,6 +81,9 @@ class _ImageSet:
             unaligned = "" if aligned else f"{img.shape[0]}x{img.shape[1]}"
             if unaligned and self.prepare_photo is not None:
                 img = self.prepare_photo(img)  # the model's own detection and alignment
+            elif self.rewarp is not None and not unaligned and tuple(img.shape[:2]) != tuple(self.size):
+                warped = self.rewarp(img)  # an ArcFace crop re-aligned to the card's own template points
+                img = img if warped is None else warped
             return i, np.ascontiguousarray(fit_to_input(img, self.size, self.template)), unaligned
         except CorruptImage as e:
             return i, None, str(e)
@@ -119,8 +123,10 @@ def embed_images(
 
     if flip not in FLIPS:
         raise UserError(f"--flip '{flip}': expected one of {', '.join(FLIPS)}")
+    card = getattr(embedder, "card", None)
+    rewarp = card.rewarp if card is not None and isinstance(card.template, dict) else None
     dataset = _ImageSet(images, embedder.meta.input_size, embedder.meta.template,
-                        getattr(embedder, "prepare_photo", None))
+                        getattr(embedder, "prepare_photo", None), rewarp)
     n = len(dataset)
     dim = embedder.meta.embedding_size * (2 if flip == "concat" else 1)
     feats = np.zeros((n, dim), dtype=np.float32)
