@@ -56,13 +56,13 @@ def add_commands(sub) -> None:
                    "line) or pair sources (pairs:PAIRS.txt,root=DIR | facex:LIST | calfw:LIST)")
     p.add_argument("--out", required=True, help="output .npz (score it with 'eval verify --embeddings')")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--all-faces", action="store_true", help="every face (default: the largest per image)")
+    p.add_argument("--all-faces", action="store_true", help="every face (default: --multi's)")
     model_options(p)
     aligned_option(p)
     p.set_defaults(func=run_embed)
 
     p = sub.add_parser("verify", help="are two images the same person?",
-                       description="Similarity of the largest faces of two images, the model's threshold and "
+                       description="Similarity of the faces --multi picks in two images, the threshold and "
                        "the verdict.")
     p.add_argument("a", help="first image")
     p.add_argument("b", help="second image")
@@ -72,13 +72,13 @@ def add_commands(sub) -> None:
     p.set_defaults(func=run_verify)
 
     p = sub.add_parser("identify", help="who is in an image? (top-k gallery identities)",
-                       description="Search a gallery (see 'faceforge gallery') for the probe's largest face.")
+                       description="Search a gallery (see 'faceforge gallery') for the probe's face.")
     p.add_argument("probe", help="probe image")
     p.add_argument("--gallery", required=True, help="gallery folder")
     p.add_argument("--top-k", type=int, default=5, help="identities to list (default 5)")
     p.add_argument("--group", default="max", choices=["max", "mean"],
                    help="identity score: best image (max, default) or mean over its images")
-    p.add_argument("--all-faces", action="store_true", help="every face (default: the largest)")
+    p.add_argument("--all-faces", action="store_true", help="every face (default: the one --multi picks)")
     model_options(p)
     aligned_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -193,7 +193,7 @@ def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLik
 
 def verify_files(a: str | os.PathLike, b: str | os.PathLike, model, threshold: float | None = None,
                  aligned: bool = False, detector: str = "retinaface", device: str = "cpu") -> dict:
-    """Cosine similarity of the largest faces of two images, the threshold and the verdict."""
+    """Cosine similarity of the picked faces (multi-face rule) of two images, threshold and verdict."""
     analyzer = load_analyzer(model, detector, device, threshold)
     fa = one_face(analyzer, read_image_file(a), str(a), aligned)
     fb = one_face(analyzer, read_image_file(b), str(b), aligned)
@@ -241,7 +241,7 @@ def _image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 def enroll_arrays(gallery, analyzer, identity: str, images: Sequence[np.ndarray], sources: Sequence[str],
                   aligned: bool = False) -> dict:
-    """Enrol decoded images of one identity (largest face each) in one transaction."""
+    """Enrol decoded images of one identity (the picked face of each) in one transaction."""
     from faceforge.deploy.gallery import check_identity
 
     check_identity(identity)
@@ -303,7 +303,7 @@ def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
 def identify_file(probe: str | os.PathLike, gallery_path: str | os.PathLike, model, k: int = 5,
                   group: str = "max", all_faces: bool = False, aligned: bool = False,
                   detector: str = "retinaface", device: str = "cpu") -> dict:
-    """The top-k gallery identities for the (largest, or every) face of ``probe``."""
+    """The top-k gallery identities for the (picked, or every) face of ``probe``."""
     from faceforge.deploy.gallery import Gallery
 
     analyzer = load_analyzer(model, detector, device)
