@@ -87,3 +87,10 @@ def test_explicit_template_points_rewarp_arcface_crops_in_eval(tiny_mfn_ckpt, tm
 
 def json_points(pts) -> str:
     return "[" + ", ".join(f"[{x:.4f}, {y:.4f}]" for x, y in pts) + "]"
+
+
+def test_embed_aligned_warns_about_raw_photos(tiny_mfn_ckpt, tmp_path, capsys):
+    photo = shared_path("data", "photos", "biden.jpg")
+    assert main(["embed", str(photo), "--model", str(tiny_mfn_ckpt), "--aligned", "--quiet",
+                 "--out", str(tmp_path / "e.npz")]) == 0
+    assert "WARNING: 1 images given as --aligned are not aligned crops" in capsys.readouterr().err

@@ -97,6 +97,10 @@ def run_embed(args) -> int:
         print(f"  not an image: {f}")
     for f in r["no_face"]:
         print(f"  no face: {f}")
+    if r["unaligned"]:
+        print(f"WARNING: {len(r['unaligned'])} images given as --aligned are not aligned crops (e.g. "
+              f"{r['unaligned'][0]}): they were resized whole; drop --aligned to detect and align them",
+              file=sys.stderr)
     return 0
 
 

@@ -146,7 +146,8 @@ def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLik
     ``files``, ``face`` (index within its image), ``boxes`` [N, 4], ``points`` [N, 5, 2], ``scores``,
     ``model_id``, ``flip``. ``paths`` may name images, folders, list files and pair sources
     (:func:`expand_sources`). Unreadable images and images without a face are skipped and counted;
-    ``progress(done, total)`` is called after each image."""
+    with ``aligned``, images not at an aligned crop's size are listed in ``unaligned`` (they are
+    resized whole); ``progress(done, total)`` is called after each image."""
     from faceforge.atomic import atomic_open
 
     out = Path(out)
@@ -156,8 +157,10 @@ def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLik
     if not paths:
         raise UserError("embed: no image given")
     analyzer = load_analyzer(model, detector, device)
+    from faceforge.embed.extract import looks_aligned
+
     rows, files, index, boxes, points, scores = [], [], [], [], [], []
-    not_images, no_face = [], []
+    not_images, no_face, unaligned = [], [], []
     for done, p in enumerate(paths, 1):
         if progress:
             progress(done, len(paths))
@@ -166,6 +169,8 @@ def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLik
         except UserError:
             not_images.append(str(p))
             continue
+        if aligned and not looks_aligned(img.shape, analyzer.card.input_size):
+            unaligned.append(f"{p} ({img.shape[0]}x{img.shape[1]})")
         faces = faces_in(analyzer, img, aligned, all_faces)
         if not faces:
             no_face.append(str(p))
@@ -185,7 +190,8 @@ def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLik
                  scores=np.array(scores, np.float32), model_id=np.array(analyzer_model_id(analyzer)),
                  flip=np.array(analyzer.flip))
     return {"out": str(out), "faces": len(rows), "images": len(paths) - len(not_images),
-            "not_images": not_images, "no_face": no_face, "dim": int(rows[0].shape[0])}
+            "not_images": not_images, "no_face": no_face, "dim": int(rows[0].shape[0]),
+            "unaligned": unaligned}
 
 
 # -------------------------------------------------------------------------------------- verify

@@ -1,7 +1,7 @@
 """Embedding cache: features of one image set by one model, stored as ``.npz`` under a folder.
 
 The key is (model fingerprint: checkpoint path + size + mtime, or a hash of in-memory weights;
-dataset spec; flip; image count; input size), so a re-run of a suite only reads files.
+dataset spec; flip; image count; input size; the model card in use), so a re-run of a suite only reads files.
 ``STATS`` counts computations and hits (tests check it rather than timing).
 """
 
@@ -21,8 +21,10 @@ STATS = {"computed": 0, "hits": 0}
 
 
 def cache_key(embedder: Embedder, spec: str, flip: str, count: int) -> str:
+    card = getattr(embedder, "card", None)  # a card beside a checkpoint changes how it is fed
     text = "|".join(
-        [embedder.fingerprint(), spec, flip, str(count), "x".join(map(str, embedder.meta.input_size))]
+        [embedder.fingerprint(), spec, flip, str(count), "x".join(map(str, embedder.meta.input_size)),
+         str(card.to_dict()) if card is not None else ""]
     )
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
