@@ -89,3 +89,20 @@ def test_align_fallback_center_and_other_detector(tmp_path):
     assert "x/noface.jpg,fallback_center" in report
 
     assert main(["align", str(tmp_path / "src"), str(tmp_path / "o"), "--quiet", "--fallback", "nope"]) == 2
+
+
+def test_serve_gallery_and_identify_take_card_and_multi(tiny_ckpt, tmp_path):
+    """The options reach the analyzer the service (and gallery, identify) is built on."""
+    from faceforge.cli.infer import analyzer_from_args
+    from faceforge.cli.main import build_parser
+
+    (tmp_path / "bgr.yaml").write_text("channel_order: bgr\n")
+    parser = build_parser()
+    commands = (["serve", "--gallery", "g"], ["gallery", "enroll", "g", "x"],
+                ["identify", "p", "--gallery", "g"])
+    for argv in commands:
+        args = parser.parse_args([*argv, "--model", str(tiny_ckpt), "--card", str(tmp_path / "bgr.yaml"),
+                                  "--multi", "largest"])
+        analyzer = analyzer_from_args(args)
+        assert analyzer.multi == "largest" and analyzer.card.channel_order == "bgr"
+        assert analyzer.embedder.meta.channel_order == "bgr"
