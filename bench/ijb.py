@@ -4,7 +4,9 @@
 
 Stages, each timed on its own (wall and process CPU seconds):
 
-* read   -- decode every loose crop (synthetic 256x256 "wild" JPEGs, q95, written first);
+* meta   -- parse and check the two face lists (``open_ijb(pairs=False)``, one row per face);
+* pairs  -- parse and check the 1:1 pair list (``--pairs`` lines, vectorised);
+* read   -- decode every loose crop (synthetic 256x256 "wild" JPEGs, q95);
 * align  -- five-point warp to the ArcFace 112x112 template;
 * embed  -- MobileFaceNet (FaceX-Zoo 512-d, random weights: speed only) on crop + mirror, batch 64;
 * pool   -- detector-score weighting, media means, template sums, normalisation (templates of ~5
@@ -29,6 +31,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+BY_PAIRS = ("pairs", "score")  # stages that scale with the pair count; the rest with faces
 TARGETS = {"100k faces": (100_000, None), "IJB-B": (227_630, 8_010_270), "IJB-C": (469_375, 15_658_489)}
 
 
@@ -49,16 +52,30 @@ class Timer:
         return _Block()
 
 
-def write_crops(folder: Path, n: int) -> np.ndarray:
-    """``n`` synthetic wild faces as JPEGs; their five points [n, 5, 2]."""
+def write_tree(root: Path, n: int, n_pairs: int) -> np.ndarray:
+    """An IJB-C tree of ``n`` synthetic wild faces (templates of 5 faces, medias of 2) and
+    ``n_pairs`` random template pairs; returns the five points [n, 5, 2]."""
     from faceforge.data.synthetic import SyntheticFaces
 
+    (root / "loose_crop").mkdir(parents=True)
+    (root / "meta").mkdir()
     faces = SyntheticFaces(seed=1, mode="wild")
     five = np.zeros((n, 5, 2))
-    for i in range(n):
-        img, truth = faces.render(i // 20, i)
-        cv2.imwrite(str(folder / f"{i}.jpg"), img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-        five[i] = truth["five"]
+    with (
+        open(root / "meta" / "ijbc_face_tid_mid.txt", "w") as tid,
+        open(root / "meta" / "ijbc_name_5pts_score.txt", "w") as pts,
+    ):
+        for i in range(n):
+            img, truth = faces.render(i // 20, i)
+            cv2.imwrite(
+                str(root / "loose_crop" / f"{i}.jpg"), img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95]
+            )
+            five[i] = truth["five"]
+            tid.write(f"{i}.jpg {i // 5} {i // 2}\n")
+            pts.write(f"{i}.jpg " + " ".join(f"{v:.3f}" for v in five[i].ravel()) + " 0.9\n")
+    rng = np.random.default_rng(1)
+    pairs = np.c_[rng.integers(0, (n - 1) // 5 + 1, (n_pairs, 2)), np.arange(n_pairs) % 2]
+    np.savetxt(root / "meta" / "ijbc_template_pair_label.txt", pairs, fmt="%d")
     return five
 
 
@@ -74,6 +91,7 @@ def main() -> None:
     from faceforge.align.transform import warp_face
     from faceforge.embed.torch_embedder import TorchEmbedder
     from faceforge.eval.ijb import face_features, pool_templates, score_pairs, tar_table
+    from faceforge.eval.ijb_data import open_ijb, read_pairs
     from faceforge.io.images import read_image
     from faceforge.models import build_backbone
 
@@ -81,9 +99,14 @@ def main() -> None:
     n = args.images
     t = Timer()
     with tempfile.TemporaryDirectory() as tmp:
-        five = write_crops(Path(tmp), n)
+        root = Path(tmp) / "IJBC"
+        five = write_tree(root, n, args.pairs)
+        with t("meta"):
+            ijb = open_ijb(f"ijbc:{root}", pairs=False)
+        with t("pairs"):
+            read_pairs(ijb)
         with t("read"):
-            imgs = [read_image(Path(tmp) / f"{i}.jpg") for i in range(n)]
+            imgs = [read_image(root / "loose_crop" / f"{i}.jpg") for i in range(n)]
     with t("align"):
         crops = np.stack([warp_face(img, p, "arcface", (112, 112)) for img, p in zip(imgs, five)])
     torch.manual_seed(0)
@@ -114,12 +137,12 @@ def main() -> None:
     print(f"measured on {n} faces, {args.pairs} pairs, torch threads {args.threads}, batch {args.batch_size}")
     print(f"{'stage':8} {'wall s':>9} {'cpu s':>9} {'ms/face or us/pair (cpu)':>26}")
     for name, (w, c) in t.rows.items():
-        unit = c / args.pairs * 1e6 if name == "score" else c / n * 1e3
+        unit = c / args.pairs * 1e6 if name in BY_PAIRS else c / n * 1e3
         print(f"{name:8} {w:9.2f} {c:9.2f} {unit:26.3f}")
     print("\nlinear extrapolation of CPU time (not a run), hours:")
     print(f"{'target':12} " + " ".join(f"{k:>7}" for k in t.rows) + "   total")
     for target, (faces, n_pairs) in TARGETS.items():
-        scale = {k: (n_pairs or 0) / args.pairs if k == "score" else faces / n for k in t.rows}
+        scale = {k: (n_pairs or 0) / args.pairs if k in BY_PAIRS else faces / n for k in t.rows}
         hours = [c * scale[k] / 3600 for k, (_, c) in t.rows.items()]
         print(f"{target:12} " + " ".join(f"{v:7.3f}" for v in hours) + f" {sum(hours):7.2f}")
 
