@@ -18,7 +18,7 @@ from faceforge.cli.main import main
 from faceforge.embed.torch_embedder import TorchEmbedder
 from faceforge.errors import UserError
 from faceforge.eval import cache as cache_mod
-from faceforge.eval.ijb import evaluate_ijb, insightface_tar, sklearn_roc, template_bank
+from faceforge.eval.ijb import evaluate_ijb, insightface_tar, pool_templates, sklearn_roc, template_bank
 from faceforge.eval.ijb_1n import identify_ijb
 from faceforge.eval.ijb_data import open_ijb
 
@@ -385,3 +385,24 @@ def test_bad_source_strings(tmp_path):
         open_ijb(f"ijbc:{tmp_path},foo=1")
     with pytest.raises(UserError, match="meta/ijbc_face_tid_mid.txt: file not found"):
         open_ijb(f"ijbc:{tmp_path}")
+
+
+def test_pooling_by_hand():
+    a, b, c, d = np.eye(4)[0] * 2, np.eye(4)[1], np.eye(4)[2] * 3, np.eye(4)[3]
+    feats = np.stack([a, b, c, d, d])
+    templates = np.array([7, 7, 7, 9, 5])
+    medias = np.array([1, 1, 2, 3, 4])
+    valid = np.array([True, True, True, True, False])
+    tids, tf = pool_templates(feats, templates, medias, valid)
+    assert tids.tolist() == [5, 7, 9]
+    expected = (a + b) / 2 + c  # media means summed, then normalised
+    np.testing.assert_allclose(tf[1], expected / np.linalg.norm(expected))
+    np.testing.assert_allclose(tf[0], 0)  # its only face is unreadable: a zero template
+    np.testing.assert_allclose(tf[2], d)
+
+
+def test_unreadable_face_is_left_out_and_counted(small_tree, embedder, tmp_path):
+    (small_tree / "loose_crop" / "1.jpg").write_bytes(b"not a jpeg")
+    res = evaluate_ijb(embedder, f"ijbb:{small_tree}", cache_dir=tmp_path)
+    assert res["corrupt_images"] >= 1 and res["empty_templates"] == 0
+    assert np.all(np.isfinite(res["score"]))

@@ -117,6 +117,7 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--cache-dir", metavar="DIR", help="embedding cache (default OUT/cache when --out is given)"
     )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=ijb)
 
 
@@ -236,6 +237,7 @@ def ijb(args) -> int:
         args.batch_size,
         args.workers,
         args.cache_dir,
+        progress=not args.quiet,
     )
     print(table_text(res))
     if "identification" in res:

@@ -154,14 +154,28 @@ def template_bank(
     batch_size: int = 64,
     workers: int = 0,
     cache_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Embed every face (cached), pool into templates; the shared first half of 1:1 and 1:N."""
+    """Embed every face (cached), pool into templates; the shared first half of 1:1 and 1:N.
+    ``progress``: a progress bar on stderr while embedding."""
     from faceforge.eval.cache import cached_embeddings
+    from faceforge.io.progress import Progress
+
+    bar = Progress(len(ijb), progress, label="embed")
 
     weight = weight or ijb.options.get("weight", "detector")
     norm = norm or ijb.options.get("norm", "keep")
     t0 = time.perf_counter()
-    emb = cached_embeddings(embedder, ijb, ijb.spec, flip, cache_dir, batch_size, workers)
+    emb = cached_embeddings(
+        embedder,
+        ijb,
+        ijb.spec,
+        flip,
+        cache_dir,
+        batch_size,
+        workers,
+        lambda done, _: bar.step(done - bar.done),
+    )
     t1 = time.perf_counter()
     feats = face_features(emb.features, ijb.scores, weight, norm)
     tids, tf = pool_templates(feats, ijb.templates, ijb.medias, emb.valid)
@@ -307,6 +321,7 @@ def run(
     batch_size: int = 64,
     workers: int = 0,
     cache_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """``faceforge eval ijb``: 1:1, and with ``identification`` (``insightface`` or ``open_set``)
     the 1:N protocol, of one model (several are concatenated)."""
@@ -315,7 +330,7 @@ def run(
     embedder = load_embedders(models, device)
     ijb = open_ijb(data)
     cache = cache_dir or (Path(out) / "cache" if out else None)
-    bank = template_bank(embedder, ijb, flip, weight, norm, batch_size, workers, cache)
+    bank = template_bank(embedder, ijb, flip, weight, norm, batch_size, workers, cache, progress)
     result = evaluate_ijb(embedder, ijb, flip, bank=bank)
     if identification:
         from faceforge.eval.ijb_1n import identify_ijb
