@@ -1,4 +1,4 @@
-"""``faceforge eval verify|identify|megaface|suite``: thin commands over ``faceforge.eval``."""
+"""``faceforge eval verify|identify|megaface|suite|ijb``: thin commands over ``faceforge.eval``."""
 
 from __future__ import annotations
 
@@ -124,6 +124,27 @@ def add_commands(sub) -> None:
     add_device_option(p)
     p.set_defaults(func=suite)
 
+    p = group.add_parser("ijb", help="IJB-B/IJB-C 1:1 TAR@FAR (and 1:N), InsightFace's IJB package layout")
+    _model_options(p)
+    p.add_argument(
+        "--data", required=True, metavar="SOURCE", help="ijbc:ROOT or ijbb:ROOT (ROOT: meta/, loose_crop/)"
+    )
+    p.add_argument(
+        "--weight", choices=("detector", "none"), help="scale faces by their detector score (default)"
+    )
+    p.add_argument(
+        "--norm", choices=("keep", "unit"), help="keep each face's feature norm (default) or unit-normalise"
+    )
+    p.add_argument(
+        "--identification",
+        choices=("insightface", "open_set"),
+        help="also run 1:N on meta/*_1N_*.csv: insightface (G1+G2, ijb_1n.py) or open_set (G1, G2 apart)",
+    )
+    p.add_argument(
+        "--cache-dir", metavar="DIR", help="embedding cache (default OUT/cache when --out is given)"
+    )
+    p.set_defaults(func=ijb)  # --quiet (no progress bar) comes with the model options
+
 
 def verify(args) -> int:
     from faceforge.errors import UserError
@@ -241,6 +262,34 @@ def suite(args) -> int:
         models = [load_embedder(m, device, c) for m, c in zip(models, args.card)] + models[len(args.card):]
     res = run_suite(args.suite, models, args.out, resolve_device(args.device))
     print(f"wrote {res['report']}")
+    return 0
+
+
+def ijb(args) -> int:
+    from faceforge.eval.ijb import run, table_text
+
+    embedder = _embedder(args)
+    res = run(
+        [embedder],
+        args.data,
+        _flip(args, embedder),
+        args.weight,
+        args.norm,
+        args.identification,
+        args.out,
+        resolve_device(args.device),
+        args.batch_size,
+        args.workers,
+        args.cache_dir,
+        progress=not args.quiet,
+    )
+    print(table_text(res))
+    if "identification" in res:
+        from faceforge.eval.ijb_1n import table_text as table_1n
+
+        print(table_1n(res["identification"], res["benchmark"]))
+    if args.out:
+        print(f"wrote {res['json']}")
     return 0
 
 

@@ -39,7 +39,8 @@ def cached_embeddings(
     workers: int = 0,
     progress=None,
 ) -> Embeddings:
-    """:func:`embed_images`, read from / written to ``cache_dir`` when one is given."""
+    """:func:`embed_images`, read from / written to ``cache_dir`` when one is given
+    (``progress(done, total)`` is called while computing)."""
     count = len(images.images) if hasattr(images, "images") else len(images)
     path = None
     if cache_dir is not None:
@@ -53,8 +54,9 @@ def cached_embeddings(
                 return result
             except (OSError, KeyError, ValueError):
                 pass  # a damaged cache file is recomputed and replaced
-    result = embed_images(embedder, images, batch_size=batch_size, flip=flip, workers=workers,
-                          progress=progress)
+    result = embed_images(
+        embedder, images, batch_size=batch_size, flip=flip, workers=workers, progress=progress
+    )
     STATS["computed"] += 1
     if path is not None:
         buf = io.BytesIO()

@@ -6,9 +6,10 @@ A suite file (strict YAML: an unknown key is an error naming the closest valid o
     protocol: insightface     # or facex
     batch_size: 64
     workers: 0
-    verification:             # name: pair source (see faceforge.eval.pairs)
+    verification:             # name: pair source (see faceforge.eval.pairs) or an IJB tree
       lfw: pairs:lfw/pairs.txt,root=lfw
       cfp_fp: bin:cfp_fp.bin
+      ijbc: ijbc:IJB/IJBC     # IJB-B/C 1:1 (faceforge.eval.ijb): TAR@FAR columns
     identification:           # name: gallery and probe identity folders
       orl: {gallery: orl/gallery, probe: orl/probe}
     megaface:                 # name: probe identity folder, distractors (folder or random:N), sizes
@@ -152,6 +153,7 @@ def run_suite(
 ) -> dict[str, Any]:
     """Run every benchmark of ``suite`` for every model; write ``report.md``, plots and JSON."""
     from faceforge.eval.identification import identify_folders, megaface_folders
+    from faceforge.eval.ijb import evaluate_ijb, is_ijb_source
     from faceforge.eval.masked import masked_identification
     from faceforge.eval.verification import evaluate_pairs, pipeline_choices
 
@@ -171,8 +173,11 @@ def run_suite(
         res: dict[str, Any] = {}
         for bench, source in cfg.verification.items():
             log(f"[{name}] verification {bench}")
-            res[bench] = evaluate_pairs(embedder, source, protocol=cfg.protocol,
-                                        mean_subtract=choices["mean_subtract"], **kw)
+            if is_ijb_source(source):
+                res[bench] = evaluate_ijb(embedder, source, **kw)
+            else:
+                res[bench] = evaluate_pairs(embedder, source, protocol=cfg.protocol,
+                                            mean_subtract=choices["mean_subtract"], **kw)
         for bench, spec in cfg.identification.items():
             log(f"[{name}] identification {bench}")
             res[bench] = identify_folders(embedder, spec.gallery, spec.probe, **kw)
@@ -194,7 +199,10 @@ def _cells(cfg: SuiteConfig, res: dict[str, Any]) -> dict[str, str]:
     cells = {}
     for bench in cfg.verification:
         r = res[bench]
-        cells[bench] = f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f}"
+        if "benchmark" in r:  # an IJB row: TAR at the FAR the field quotes first
+            cells[f"{bench} TAR@1e-4"] = f"{100 * r['tar_at_far']['0.0001']['tar']:.2f}"
+        else:
+            cells[bench] = f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f}"
     for bench in cfg.identification:
         cells[bench] = f"{100 * res[bench]['rank1']:.2f}"
     for bench in cfg.megaface:
@@ -207,6 +215,7 @@ def _cells(cfg: SuiteConfig, res: dict[str, Any]) -> dict[str, str]:
 
 def write_report(cfg: SuiteConfig, results: dict[str, dict[str, Any]], out: Path) -> str:
     """Write report.md, results.json and the plots; return the terminal table."""
+    from faceforge.eval.ijb import is_ijb_source, report_section
     from faceforge.eval.verification import to_jsonable
 
     rows = {name: _cells(cfg, res) for name, res in results.items()}
@@ -217,11 +226,14 @@ def write_report(cfg: SuiteConfig, results: dict[str, dict[str, Any]], out: Path
             "Verification: accuracy % ± spread (std for insightface, standard error for facex), "
             f"protocol {cfg.protocol}, "
             + ("flip as each model's card says (else sum)" if cfg.flip == "card" else f"flip {cfg.flip}")
-            + ". Identification, MegaFace and masked: rank-1 %.\n\n"
+            + ". IJB rows: TAR % at FAR=1e-4. Identification, MegaFace and masked: rank-1 %.\n\n"
             + report.markdown_table(rows, columns),
         )
     ]
-    for bench in cfg.verification:
+    for bench, source in cfg.verification.items():
+        if is_ijb_source(source):
+            sections.append(report_section(results, bench, out))
+            continue
         curves = {m: (r[bench]["roc_fpr"], r[bench]["roc_tpr"]) for m, r in results.items()}
         report.plot_roc(curves, out / f"roc_{bench}.png", title=f"ROC {bench}")
         detail = {
