@@ -37,8 +37,11 @@ def run_serve(args) -> int:
         raise UserError(f"--api-key-env: the key in ${args.api_key_env} is too short (use 16+ characters)")
     if args.max_body_mb <= 0 or args.max_pixels <= 0:
         raise UserError("--max-body-mb and --max-pixels must be positive")
+    from faceforge.cli.infer import analyzer_from_args
+
+    # the analyzer carries --card and --multi (the service picks faces with the analyzer's rule)
     config = ServiceConfig(
-        gallery=check_gallery_path(args.gallery), model=args.model, api_key=key,
+        gallery=check_gallery_path(args.gallery), model=analyzer_from_args(args), api_key=key,
         insecure_no_auth=args.insecure_no_auth and key is None,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_pixels=args.max_pixels,
         detector=args.detector, device=args.device, threshold=args.threshold)

@@ -1,7 +1,7 @@
 """Embedding cache: features of one image set by one model, stored as ``.npz`` under a folder.
 
 The key is (model fingerprint: checkpoint path + size + mtime, or a hash of in-memory weights;
-dataset spec; flip; image count; input size), so a re-run of a suite only reads files.
+dataset spec; flip; image count; input size; the model card in use), so a re-run of a suite only reads files.
 ``STATS`` counts computations and hits (tests check it rather than timing).
 """
 
@@ -21,8 +21,10 @@ STATS = {"computed": 0, "hits": 0}
 
 
 def cache_key(embedder: Embedder, spec: str, flip: str, count: int) -> str:
+    card = getattr(embedder, "card", None)  # a card beside a checkpoint changes how it is fed
     text = "|".join(
-        [embedder.fingerprint(), spec, flip, str(count), "x".join(map(str, embedder.meta.input_size))]
+        [embedder.fingerprint(), spec, flip, str(count), "x".join(map(str, embedder.meta.input_size)),
+         str(card.to_dict()) if card is not None else ""]
     )
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
@@ -46,7 +48,8 @@ def cached_embeddings(
         if path.is_file():
             try:
                 with np.load(path) as z:
-                    result = Embeddings(z["features"], z["valid"], [str(s) for s in z["corrupt"]])
+                    result = Embeddings(z["features"], z["valid"], [str(s) for s in z["corrupt"]],
+                                        int(z["unaligned"]), str(z["unaligned_example"]))
                 STATS["hits"] += 1
                 return result
             except (OSError, KeyError, ValueError):
@@ -58,7 +61,8 @@ def cached_embeddings(
     if path is not None:
         buf = io.BytesIO()
         np.savez(
-            buf, features=result.features, valid=result.valid, corrupt=np.array(result.corrupt, dtype=str)
+            buf, features=result.features, valid=result.valid, corrupt=np.array(result.corrupt, dtype=str),
+            unaligned=np.array(result.unaligned), unaligned_example=np.array(result.unaligned_example),
         )
         atomic_write_bytes(path, buf.getvalue())
     return result

@@ -2,7 +2,7 @@
 
 A suite file (strict YAML: an unknown key is an error naming the closest valid one)::
 
-    flip: sum                 # none | sum | concat
+    flip: card                # card (default: each model's card, else sum) | none | sum | concat
     protocol: insightface     # or facex
     batch_size: 64
     workers: 0
@@ -19,7 +19,8 @@ A suite file (strict YAML: an unknown key is an error naming the closest valid o
 
 Relative paths are relative to the suite file. Each model is a row of the table (``a+b`` names a
 concatenation of two checkpoints); each benchmark a column. Embeddings are cached per (model
-file, dataset, flip) under ``OUT/cache``, so a re-run only reads them.
+file, dataset, flip) under ``OUT/cache``, so a re-run only reads them. With ``flip: card`` each model
+is scored as its card says (flip and mean subtraction), like ``eval verify`` without ``--flip``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class MaskedSpec:
 
 @dataclass
 class SuiteConfig:
-    flip: str = "sum"
+    flip: str = "card"
     protocol: str = "insightface"
     batch_size: int = 64
     workers: int = 0
@@ -91,8 +92,8 @@ def load_suite(path: str | Path) -> SuiteConfig:
     data = load_yaml(path)
     try:
         cfg = from_dict(SuiteConfig, data)
-        if cfg.flip not in FLIPS:
-            raise UserError(f"flip: '{cfg.flip}' is not one of {', '.join(FLIPS)}")
+        if cfg.flip not in (*FLIPS, "card"):
+            raise UserError(f"flip: '{cfg.flip}' is not one of card, {', '.join(FLIPS)}")
         if cfg.protocol not in PROTOCOLS:
             raise UserError(f"protocol: '{cfg.protocol}' is not one of {', '.join(PROTOCOLS)}")
         base = path.parent
@@ -154,27 +155,29 @@ def run_suite(
     from faceforge.eval.identification import identify_folders, megaface_folders
     from faceforge.eval.ijb import evaluate_ijb, is_ijb_source
     from faceforge.eval.masked import masked_identification
-    from faceforge.eval.verification import evaluate_pairs
+    from faceforge.eval.verification import evaluate_pairs, pipeline_choices
 
     cfg = suite if isinstance(suite, SuiteConfig) else load_suite(suite)
     if not models:
         raise UserError("--model: at least one model is needed")
     out = Path(out)
     cache = out / "cache"
-    kw = dict(flip=cfg.flip, batch_size=cfg.batch_size, workers=cfg.workers, cache_dir=cache)
     results: dict[str, dict[str, Any]] = {}
     for name, model in zip(_model_names(models), models, strict=True):
         if isinstance(model, Embedder):
             embedder = model
         else:
             embedder = load_embedders(str(model).split("+"), device)
+        choices = pipeline_choices(embedder, None if cfg.flip == "card" else cfg.flip)
+        kw = dict(flip=choices["flip"], batch_size=cfg.batch_size, workers=cfg.workers, cache_dir=cache)
         res: dict[str, Any] = {}
         for bench, source in cfg.verification.items():
             log(f"[{name}] verification {bench}")
             if is_ijb_source(source):
                 res[bench] = evaluate_ijb(embedder, source, **kw)
             else:
-                res[bench] = evaluate_pairs(embedder, source, protocol=cfg.protocol, **kw)
+                res[bench] = evaluate_pairs(embedder, source, protocol=cfg.protocol,
+                                            mean_subtract=choices["mean_subtract"], **kw)
         for bench, spec in cfg.identification.items():
             log(f"[{name}] identification {bench}")
             res[bench] = identify_folders(embedder, spec.gallery, spec.probe, **kw)
@@ -221,8 +224,9 @@ def write_report(cfg: SuiteConfig, results: dict[str, dict[str, Any]], out: Path
         (
             "Summary",
             "Verification: accuracy % ± spread (std for insightface, standard error for facex), "
-            f"protocol {cfg.protocol}, flip {cfg.flip}. IJB rows: TAR % at FAR=1e-4. "
-            "Identification, MegaFace and masked: rank-1 %.\n\n"
+            f"protocol {cfg.protocol}, "
+            + ("flip as each model's card says (else sum)" if cfg.flip == "card" else f"flip {cfg.flip}")
+            + ". IJB rows: TAR % at FAR=1e-4. Identification, MegaFace and masked: rank-1 %.\n\n"
             + report.markdown_table(rows, columns),
         )
     ]
