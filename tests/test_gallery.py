@@ -74,12 +74,19 @@ def test_refuses_mixing_and_bad_input(gallery):
         gallery.enroll("a", np.full((1, DIM), np.nan, np.float32))
     with pytest.raises(UserError, match="all-zero"):
         gallery.enroll("a", np.zeros((1, DIM), np.float32))
-    for bad in ("", "a\x00b", "x" * 300, 5):
+    for bad in ("", "a\x00b", "x" * 300, 5, "a/b", "a\\b", "..", ".hidden", " lead", "trail ", "a?b", "a%2Fb"):
         with pytest.raises(UserError, match="identity"):
             gallery.enroll(bad, unit(rng, 1))
-    # identities are opaque: a path-looking id is just a string and creates no file
-    gallery.enroll("../../etc/passwd", unit(rng, 1), model="model-a")
+    # identities never get path meaning: a path-looking id is refused (documented character set)
+    with pytest.raises(UserError, match="identity"):
+        gallery.enroll("../../etc/passwd", unit(rng, 1), model="model-a")
     assert not (gallery.path.parent.parent / "etc").exists()
+    gallery.enroll("Jos\u00e9 \u00c1ngel_2.b-c", unit(rng, 1), model="model-a")  # any script's letters
+    assert gallery.identities() == [("Jos\u00e9 \u00c1ngel_2.b-c", 1)]
+    assert gallery.enroll("Jose\u0301 \u00c1ngel_2.b-c", unit(rng, 1))  # NFD: the same identity
+    assert gallery.identities() == [("Jos\u00e9 \u00c1ngel_2.b-c", 2)]
+    assert gallery.remove("Jose\u0301 \u00c1ngel_2.b-c") == 2
+    gallery.enroll("x", unit(rng, 1))
     assert len(gallery) == 1
     with pytest.raises(UserError, match="already exists"):
         Gallery.create(gallery.path, "model-a", DIM)
