@@ -198,29 +198,37 @@ def _image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def enroll_arrays(gallery, analyzer, identity: str, images: Sequence[np.ndarray], sources: Sequence[str],
-                  aligned: bool = False) -> dict:
-    """Enrol decoded images of one identity (largest face each) in one transaction."""
+                  aligned: bool = False, contents: Sequence[str] | None = None) -> dict:
+    """Enrol decoded images of one identity (largest face each) in one transaction; an image whose
+    content hash the identity already holds is skipped (``already``)."""
     from faceforge.deploy.gallery import check_identity
 
-    check_identity(identity)
-    rows, srcs, no_face = [], [], []
-    for img, src in zip(images, sources):
+    identity = check_identity(identity)
+    contents = list(contents) if contents is not None else [""] * len(sources)
+    rows, srcs, hashes, no_face = [], [], [], []
+    for img, src, content in zip(images, sources, contents):
         faces = faces_in(analyzer, img, aligned)
         if faces:
             rows.append(faces[0].embedding)
             srcs.append(src)
+            hashes.append(content)
         else:
             no_face.append(src)
-    ids = gallery.enroll(identity, np.stack(rows), srcs, model=analyzer_model_id(analyzer)) if rows else []
-    return {"identity": identity, "vector_ids": ids, "enrolled": len(ids), "no_face": no_face}
+    ids = (gallery.enroll(identity, np.stack(rows), srcs, model=analyzer_model_id(analyzer), contents=hashes)
+           if rows else [])
+    return {"identity": identity, "vector_ids": ids, "enrolled": len(ids), "no_face": no_face,
+            "already": len(rows) - len(ids)}
 
 
 def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
                  paths: Sequence[str | os.PathLike],
                  aligned: bool = False, detector: str = "retinaface", device: str = "cpu") -> dict:
     """Enrol image files as ``identity``; with ``identity=None`` each path is a folder whose
-    sub-folders are identities (``root/<identity>/*.jpg``)."""
-    from faceforge.deploy.gallery import Gallery
+    sub-folders are identities (``root/<identity>/*.jpg``). Idempotent: a file whose content the
+    identity already holds is skipped before it is decoded, so re-running an interrupted enrolment
+    adds nothing twice. No usable face in any file is an error."""
+    from faceforge.deploy.gallery import Gallery, check_identity
+    from faceforge.deploy.gallery_records import file_content_hash
 
     if not paths:
         raise UserError("enroll: no image or folder given")
@@ -233,22 +241,41 @@ def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
             groups += [(d.name, _image_files([d])) for d in sorted(root.iterdir()) if d.is_dir()]
     else:
         groups = [(identity, _image_files(paths))]
+    for name, _ in groups:  # refuse a bad id before any work, naming where it came from
+        try:
+            check_identity(name)
+        except UserError as e:
+            where = "--identity" if identity is not None else f"folder '{name}'"
+            raise UserError(f"{where}: {e}") from None
+    n_files = sum(len(files) for _, files in groups)
+    if n_files == 0:
+        raise UserError(f"enroll: no image file in {', '.join(str(p) for p in paths)}")
     analyzer = load_analyzer(model, detector, device)
-    summary = {"identities": 0, "enrolled": 0, "not_images": [], "no_face": []}
+    summary = {"identities": 0, "enrolled": 0, "already": 0, "not_images": [], "no_face": []}
     with Gallery(gallery_path) as g:
         for name, files in groups:
-            images, sources = [], []
+            hashes = {f: file_content_hash(f) for f in files}
+            held = g.enrolled_contents(check_identity(name), list(hashes.values()))
+            images, sources, contents = [], [], []
             for f in files:
+                if hashes[f] in held:
+                    summary["already"] += 1
+                    continue
                 try:
                     images.append(read_image_file(f))
                     sources.append(str(f))
+                    contents.append(hashes[f])
                 except UserError:
                     summary["not_images"].append(str(f))
-            res = enroll_arrays(g, analyzer, name, images, sources, aligned)
+            res = enroll_arrays(g, analyzer, name, images, sources, aligned, contents)
             summary["no_face"] += res["no_face"]
             summary["enrolled"] += res["enrolled"]
+            summary["already"] += res["already"]
             summary["identities"] += bool(res["enrolled"])
         summary["gallery"] = g.info()
+    if summary["enrolled"] == 0 and summary["already"] == 0:
+        raise UserError(f"enroll: no usable face in any of the {n_files} files ({len(summary['not_images'])} "
+                        f"not images, {len(summary['no_face'])} without a face); nothing was enrolled")
     return summary
 
 
