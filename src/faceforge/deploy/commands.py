@@ -54,19 +54,25 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
         raise UserError(f"{path}: not an image (cannot decode it)") from None
 
 
-def _aligned_face(analyzer, img: np.ndarray):
-    """The whole image as one face (an aligned crop): box = the image, landmarks = the template."""
+def aligned_crop(analyzer, img: np.ndarray):
+    """The whole image as one face (an aligned crop): box = the image, landmarks = the template;
+    and the crop fitted to the model's input."""
     from faceforge.align.transform import fit_to_input
     from faceforge.deploy.analyzer import AnalyzedFace
 
     card = analyzer.card
     h, w = (int(v) for v in card.input_size)
     crop = fit_to_input(img, (h, w), getattr(analyzer.embedder.meta, "template", "arcface"))
-    emb = analyzer.embed_crops(np.ascontiguousarray(crop)[None])[0]
     ih, iw = img.shape[:2]
     points = np.asarray(card.template_points(), dtype=np.float32) * np.array([iw / w, ih / h], np.float32)
     box = np.array([0, 0, iw, ih], dtype=np.float32)
-    return AnalyzedFace(box, 1.0, points, embedding=emb)
+    return AnalyzedFace(box, 1.0, points), np.ascontiguousarray(crop)
+
+
+def _aligned_face(analyzer, img: np.ndarray):
+    face, crop = aligned_crop(analyzer, img)
+    face.embedding = analyzer.embed_crops(crop[None])[0]
+    return face
 
 
 def faces_in(analyzer, img: np.ndarray, aligned: bool = False, all_faces: bool = False) -> list:
