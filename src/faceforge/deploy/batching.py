@@ -70,9 +70,9 @@ class MicroBatcher:
                 if left <= 0 or self._upstream() <= 0:
                     break
                 try:
-                    item = self._queue.get(timeout=min(left, 0.0005))
+                    item = self._queue.get(timeout=left)
                 except queue.Empty:
-                    continue
+                    break
             if item is None:
                 stop = True
                 break
