@@ -349,6 +349,10 @@ def test_identities_crops_and_faces_on_enrol(client, setup):
     again = client.post("/v1/gallery/enroll", json={"identity": name, "images": [img, img], "aligned": True})
     assert again.json()["enrolled"] == 0 and again.json()["already"] == 2  # same content: nothing twice
     assert client.delete(f"/v1/gallery/{name}").json()["removed"] == 1  # every enrollable id deletes
+    for name in ("Jos\u00e9", "J.R. Smith-Jones", "a..", "_x", "x" * 128, "\u738b\u83f2"):
+        r = client.post("/v1/gallery/enroll", json={"identity": name, "image": img, "aligned": True})
+        assert r.status_code == 200, (name, r.text)
+        assert client.delete(f"/v1/gallery/{name}").json() == {"identity": name, "removed": 1}
     # aligned=true takes only a plausible crop of the model's input size
     import cv2
 

@@ -144,7 +144,7 @@ class Gallery:
             self._clean_files()
             if self._checkpoint_gen < 0 and self.generation > 0:
                 # rebuilt from SQLite: keep the result, or every later open rebuilds again
-                with contextlib.suppress(OSError, sqlite3.OperationalError):
+                with contextlib.suppress(OSError, RuntimeError, sqlite3.OperationalError):  # read-only
                     self.checkpoint(force=True)
 
     def _close_db(self) -> None:

@@ -45,6 +45,7 @@ import contextlib
 import logging
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +129,11 @@ class FaceService:
             raise UserError(f"--gallery {config.gallery}: made with model {self.gallery.model_id}, "
                             f"but --model is {self.model_id}")
         self._slots = threading.BoundedSemaphore(int(config.max_decodes))
+        # the slots' work runs on max_decodes threads of its own: the allocator keeps freed buffers per
+        # thread (glibc arenas), so big images touched by every request thread would grow the resident
+        # set with the number of threads, not with the number of slots
+        self._image_threads = ThreadPoolExecutor(int(config.max_decodes),
+                                                 thread_name_prefix="faceforge-image")
         self._count = threading.Lock()
         self.decoding = 0  # uploads in an image slot now (never more than max_decodes)
         self.peak_decoding = 0
@@ -169,12 +175,16 @@ class FaceService:
     def crops(self, data: bytes, where: str, aligned: bool, all_faces: bool = False, single: bool = False):
         """(faces, aligned crops [F, H, W, 3]) of one upload: decoded, detected and aligned in an image
         slot; the decoded image is gone when this returns. ``single``: several faces are a 422."""
-        from faceforge.deploy.commands import aligned_crop
-        from faceforge.io.images import CorruptImage, decode_image
-
         w, h = header_size(data, self.config.max_pixels, where)
         if aligned:
             self._check_crop(w, h, where)
+        job = self._image_threads.submit(self._decode_detect, data, where, aligned, all_faces, single)
+        return job.result()
+
+    def _decode_detect(self, data: bytes, where: str, aligned: bool, all_faces: bool, single: bool):
+        from faceforge.deploy.commands import aligned_crop
+        from faceforge.io.images import CorruptImage, decode_image
+
         with self._slot():
             try:
                 img = decode_image(data, where)
@@ -220,6 +230,7 @@ class FaceService:
 
     def close(self) -> None:
         self.batcher.close()
+        self._image_threads.shutdown(wait=True)
         self.gallery.close()
 
 
