@@ -285,7 +285,8 @@ def test_idle_connections_cannot_starve_the_service(setup):
     from faceforge.deploy.service import BackgroundServer
 
     _, faces = setup
-    app = small_app(setup, header_timeout=1.0, max_connections_per_client=8, max_connections=64)
+    app = small_app(setup, header_timeout=1.0, body_timeout=1.0, max_connections_per_client=8,
+                    max_connections=64)
     idle = []
     with BackgroundServer(app) as url:
         port = int(url.rsplit(":", 1)[1])
@@ -301,6 +302,10 @@ def test_idle_connections_cannot_starve_the_service(setup):
             s = socket.create_connection(("127.0.0.1", port))  # a slowloris: a head that never ends
             idle.append(s)
             s.sendall(b"POST /v1/embed HTTP/1.1\r\nHost: x\r\n")
+            s = socket.create_connection(("127.0.0.1", port))  # a body that never comes
+            idle.append(s)
+            s.sendall(b"POST /v1/embed HTTP/1.1\r\nHost: x\r\nX-API-Key: " + KEY.encode()
+                      + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
             with httpx.Client(base_url=url, timeout=30, headers={"X-API-Key": KEY}) as c:
                 r = c.post("/v1/embed", files={"image": ("a.png", faces[0][0])}, data={"aligned": "true"})
                 assert r.status_code == 200, r.text
@@ -309,7 +314,7 @@ def test_idle_connections_cannot_starve_the_service(setup):
             refused = [r for r in replies if b"too_many_connections" in r]
             assert len(refused) >= 300 - 8  # beyond the cap: refused at once with a JSON 503
             assert all(r.startswith(b"HTTP/1.1 503") for r in refused)
-            assert sum(r == b"" for r in replies) <= 8 + 1  # the rest timed out without a word
+            assert sum(r == b"" for r in replies) <= 8 + 2  # the rest timed out without a word
         finally:
             for s in idle:
                 s.close()
@@ -412,10 +417,19 @@ def test_serve_refusals_are_one_line(setup, monkeypatch, capsys):
     with pytest.raises(UserError, match="loopback"):
         serve(insecure, host="0.0.0.0", port=8080)
     keyed = ServiceConfig(gallery=str(root / "g"), model=str(root / "tiny.ckpt"), api_key=KEY)
-    for host, port, msg in (("127.0.0.1", 70000, "1-65535"), ("127.0.0.1", 0, "1-65535"),
-                            ("no-such-host.invalid", 8080, "cannot resolve")):
-        with pytest.raises(UserError, match=msg):
-            serve(keyed, host=host, port=port)
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        for host, port, msg in (("127.0.0.1", 70000, "1-65535"), ("127.0.0.1", 0, "1-65535"),
+                                ("no-such-host.invalid", 8080, "cannot resolve"),
+                                ("127.0.0.1", taken.getsockname()[1], "cannot listen")):
+            with pytest.raises(UserError, match=msg):
+                serve(keyed, host=host, port=port)
+    finally:
+        taken.close()
     monkeypatch.setenv("FACEFORGE_API_KEY", KEY)
     base = ["serve", "--gallery", str(root / "g"), "--model", str(root / "tiny.ckpt")]
     for extra in (["--port", "70000"], ["--host", "no-such-host.invalid", "--port", "8080"],
