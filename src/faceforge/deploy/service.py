@@ -73,7 +73,7 @@ class ServiceConfig:
     device: str = "cpu"
     threshold: float | None = None
     max_images: int = 32  # images in one enrolment request
-    max_decodes: int = 2  # uploads decoded/detected at once: peak memory ~ this x max_pixels x 3 bytes
+    max_decodes: int = 2  # uploads decoded/detected at once: peak memory ~ this x max_pixels x 6 bytes
     aligned_tolerance: float = 0.25  # aligned=true: each side within 25% of the model's input size
     batch_window_ms: float = 3.0  # the embedding stage waits this long for concurrent requests
     max_batch: int = 32  # crops in one embedding batch
@@ -439,7 +439,10 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8080) -> N
                         "::1, localhost); set an API key to serve other hosts")
     sock = listen_socket(host, port)
     try:
-        _server(create_app(config), "info").run(sockets=[sock])
+        server = _server(create_app(config), "info")
+        shown = f"[{host}]" if ":" in host else host
+        logging.getLogger("uvicorn.error").info("faceforge serving on http://%s:%d", shown, port)
+        server.run(sockets=[sock])
     finally:
         sock.close()
 
