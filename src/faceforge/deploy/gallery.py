@@ -23,20 +23,18 @@ Embeddings are L2-normalised on the way in, so inner products are cosine similar
 Models never mix: the gallery records the id of the model that made its embeddings
 (:func:`model_id`) and refuses embeddings from another.
 
-Idempotent enrolment. Each row may carry the SHA-256 of the encoded image it came from
-(``content``); enrolling an image an identity already holds adds nothing, so re-running an
-interrupted ``faceforge gallery enroll`` over the same files adds no duplicate.
+Idempotent enrolment: a row may carry the SHA-256 of its encoded image (``content``); an image
+the identity already holds is not added again, so re-running an interrupted enrolment adds nothing.
 
-Privacy. Files are created owner-only (folder 0700, files 0600). A removal erases the rows'
-embeddings and sources at once (the tombstone keeps only the id; SQLite's ``secure_delete`` zeroes
-the freed bytes and the WAL is truncated) and rewrites the index checkpoint, so no file of the
-gallery keeps a removed face. A damaged ``gallery.sqlite`` is a one-line error; an index rebuilt
-from SQLite is checkpointed at once, so the next open loads it.
+Privacy: files are owner-only (0700/0600). A removal erases the rows' embeddings and sources at
+once (the tombstone keeps the id; ``secure_delete`` zeroes freed bytes, the WAL is truncated) and
+rewrites the checkpoint. A damaged database is a one-line UserError; a rebuilt index is kept.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sqlite3
@@ -47,18 +45,12 @@ from pathlib import Path
 
 import numpy as np
 
-from faceforge.deploy.gallery_index import (
-    faiss_module,
-    fsync_dir,
-    ivf_lists,
-    new_index,
-    sha1_file,
-    write_index_file,
-)
+from faceforge.deploy import gallery_index as index_files
 from faceforge.deploy.gallery_records import (
     Match,
     check_identity,
     check_stored_identity,
+    group_matches,
     model_id,
     normalize,
 )
@@ -92,6 +84,23 @@ _CONTENT_COLUMN = "ALTER TABLE vectors ADD COLUMN content TEXT NOT NULL DEFAULT 
 _CONTENT_INDEX = "CREATE INDEX IF NOT EXISTS vectors_content ON vectors(identity, content)"
 
 
+def _damaged(db: Path, e: sqlite3.DatabaseError) -> UserError:
+    if isinstance(e, sqlite3.OperationalError):  # locked, read-only, disk full: not damage
+        return UserError(f"{db}: {e}")
+    return UserError(f"{db}: damaged or not a gallery database ({e}); restore it from a backup or "
+                     "create a new gallery and enrol again")
+
+
+def _sqlite_errors(method):
+    """A damaged database found after opening is a one-line UserError too."""
+    @functools.wraps(method)
+    def checked(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise _damaged(self.path / DB_NAME, e) from None
+    return checked
+
 
 class Gallery:
     """An open gallery folder. Thread-safe (one lock); several processes may share a folder:
@@ -109,8 +118,7 @@ class Gallery:
             self._open(db, nprobe)
         except sqlite3.DatabaseError as e:
             self._close_db()
-            raise UserError(f"{db}: damaged or not a gallery database ({e}); restore it from a "
-                            "backup or create a new gallery and enrol again") from None
+            raise _damaged(db, e) from None
         except (KeyError, ValueError) as e:
             self._close_db()
             raise UserError(f"{db}: damaged gallery metadata ({type(e).__name__}: {e})") from None
@@ -211,7 +219,7 @@ class Gallery:
         finally:
             db.close()
         os.replace(tmp, path / DB_NAME)  # the gallery appears complete or not at all
-        fsync_dir(path)
+        index_files.fsync_dir(path)
         return cls(path)
 
     def close(self) -> None:
@@ -240,11 +248,11 @@ class Gallery:
         return int(self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
 
     def _new_index(self, n: int, train: np.ndarray | None = None):
-        return new_index(self.dim, n, self.ivf_threshold, train)
+        return index_files.new_index(self.dim, n, self.ivf_threshold, train)
 
     def _set_params(self) -> None:
         if self.index is not None and self.kind == "ivf":
-            faiss_module().extract_index_ivf(self.index).nprobe = self.nprobe
+            index_files.faiss_module().extract_index_ivf(self.index).nprobe = self.nprobe
 
     @property
     def kind(self) -> str:
@@ -269,7 +277,7 @@ class Gallery:
         train = None
         if n > self.ivf_threshold:
             rng = np.random.default_rng(0)
-            take = min(n, 40 * ivf_lists(n))
+            take = min(n, 40 * index_files.ivf_lists(n))
             picks = np.sort(rng.choice(n, take, replace=False))
             parts, seen = [], 0
             for _, vecs in self._live_rows("AND added_gen <= ?", (gen,)):
@@ -284,7 +292,7 @@ class Gallery:
         self._set_params()
 
     def _load(self) -> None:
-        faiss = faiss_module()
+        faiss = index_files.faiss_module()
         self._db.execute("BEGIN")  # one consistent snapshot of meta and rows
         try:
             meta = self._meta()
@@ -293,7 +301,7 @@ class Gallery:
             loaded = False
             if ckpt_gen >= 0:
                 f = self.path / meta["checkpoint_file"]
-                if meta["checkpoint_file"] and f.is_file() and sha1_file(f) == sha:
+                if meta["checkpoint_file"] and f.is_file() and index_files.sha1_file(f) == sha:
                     self.index, self.generation = faiss.read_index(str(f)), ckpt_gen
                     self._set_params()
                     loaded = True
@@ -361,6 +369,7 @@ class Gallery:
 
     # ---------------------------------------------------------------------------------- writes
 
+    @_sqlite_errors
     def checkpoint(self, force: bool = False) -> Path:
         """Write the in-memory index to ``index-<gen>.faiss`` and record it (converting to IVF first
         when the gallery has outgrown ``ivf_threshold``). ``force`` also replaces a recorded
@@ -376,7 +385,7 @@ class Gallery:
             gen = self.generation
             final = self.path / f"index-{gen:012d}-{os.getpid()}.faiss"
             tmp = self.path / f".index-{gen:012d}.{os.getpid()}.{threading.get_ident()}.tmp"
-            sha = write_index_file(self.index, tmp, final)
+            sha = index_files.write_index_file(self.index, tmp, final)
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 meta = self._meta()
@@ -435,6 +444,7 @@ class Gallery:
         return self.enroll_many([identity] * len(np.atleast_2d(np.asarray(embeddings))), embeddings,
                                 sources, model, contents)
 
+    @_sqlite_errors
     def enroll_many(self, identities: Sequence[str], embeddings, sources: Sequence[str] | None = None,
                     model: str | None = None, contents: Sequence[str] | None = None) -> list[int]:
         """Add images (one identity per row) in one transaction; returns the new rows' vector ids.
@@ -488,11 +498,13 @@ class Gallery:
                 f"AND content IN ({','.join('?' * len(part))})", [identity, *part])}
         return held
 
+    @_sqlite_errors
     def enrolled_contents(self, identity: str, contents: Sequence[str]) -> set[str]:
         """The content hashes among ``contents`` that ``identity`` already holds."""
         with self._lock:
             return self._held(identity, [c for c in contents if c])
 
+    @_sqlite_errors
     def remove(self, identity: str) -> int:
         """Remove every image of ``identity``; returns how many (0 when unknown). The embeddings
         leave every file of the gallery at once (module docstring, "Privacy")."""
@@ -514,11 +526,13 @@ class Gallery:
 
     # ---------------------------------------------------------------------------------- reads
 
+    @_sqlite_errors
     def __len__(self) -> int:
         with self._lock:
             self.refresh()
             return int(self.index.ntotal)
 
+    @_sqlite_errors
     def identities(self) -> list[tuple[str, int]]:
         """``(identity, number of images)`` sorted by identity."""
         with self._lock:
@@ -526,6 +540,7 @@ class Gallery:
                 "SELECT identity, COUNT(*) FROM vectors WHERE removed_gen IS NULL "
                 "GROUP BY identity ORDER BY identity")]
 
+    @_sqlite_errors
     def info(self) -> dict:
         with self._lock:
             self.refresh()
@@ -536,12 +551,14 @@ class Gallery:
                     "checkpoint_generation": self._checkpoint_gen, "ivf_threshold": self.ivf_threshold,
                     "nprobe": self.nprobe}
 
+    @_sqlite_errors
     def vectors_of(self, identity: str) -> np.ndarray:
         with self._lock:
             rows = self._db.execute("SELECT embedding FROM vectors WHERE identity=? AND removed_gen IS NULL",
                                     (identity,)).fetchall()
         return np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
 
+    @_sqlite_errors
     def search(self, queries, k: int = 5, group: str = "max", model: str | None = None,
                candidates: int | None = None) -> list[list[Match]]:
         """The top ``k`` identities for each query, best first.
@@ -571,25 +588,8 @@ class Gallery:
                 rows.update({r[0]: (r[1], r[2]) for r in self._db.execute(
                     f"SELECT vector_id, identity, source FROM vectors WHERE removed_gen IS NULL "
                     f"AND vector_id IN ({marks})", part)})
-            out = []
-            for qi in range(len(q)):
-                best: dict[str, list] = {}
-                for s, i in zip(scores[qi], ids[qi]):
-                    if i < 0 or int(i) not in rows:
-                        continue
-                    ident, src = rows[int(i)]
-                    entry = best.setdefault(ident, [float(s), src, int(i), 0])
-                    entry[3] += 1
-                matches = []
-                for ident, (bs, src, vid, count) in best.items():
-                    score, used = bs, count
-                    if group == "mean":
-                        vecs = self.vectors_of(ident)
-                        score, used = float((vecs @ q[qi]).mean()), len(vecs)
-                    matches.append(Match(ident, score, bs, src, vid, used))
-                matches.sort(key=lambda mt: -mt.score)
-                out.append(matches[: int(k)])
-            return out
+            return [group_matches(scores[qi], ids[qi], rows, int(k), q[qi] if group == "mean" else None,
+                                  self.vectors_of) for qi in range(len(q))]
 
 
 def open_gallery(path: str | os.PathLike, **options) -> Gallery:

@@ -111,3 +111,26 @@ class Match:
         return {"identity": self.identity, "score": round(self.score, 6),
                 "best_score": round(self.best_score, 6), "best_source": self.best_source,
                 "best_vector_id": self.best_vector_id, "images": self.images}
+
+
+def group_matches(scores, ids, rows: dict, k: int, query=None, vectors_of=None) -> list[Match]:
+    """The top ``k`` identities among one query's index hits (``rows``: vector id -> (identity,
+    source)): each scores its best image, or with ``query`` given the exact mean cosine over all of
+    its images (``vectors_of(identity)``)."""
+    best: dict[str, list] = {}
+    for s, i in zip(scores, ids):
+        if i < 0 or int(i) not in rows:
+            continue
+        ident, src = rows[int(i)]
+        entry = best.setdefault(ident, [float(s), src, int(i), 0])
+        entry[3] += 1
+    matches = []
+    for ident, (bs, src, vid, count) in best.items():
+        score, used = bs, count
+        if query is not None:
+            vecs = vectors_of(ident)
+            score, used = float((vecs @ query).mean()), len(vecs)
+        matches.append(Match(ident, score, bs, src, vid, used))
+    matches.sort(key=lambda mt: -mt.score)
+    return matches[:k]
+
