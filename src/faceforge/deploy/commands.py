@@ -17,6 +17,7 @@ import numpy as np
 
 from faceforge.errors import UserError
 
+ENROL_CHUNK = 64  # images decoded and committed together by enroll_files
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff")
 _MODEL_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -260,24 +261,28 @@ def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
     summary = {"identities": 0, "enrolled": 0, "already": 0, "not_images": [], "no_face": []}
     with Gallery(gallery_path) as g:
         for name, files in groups:
-            hashes = {f: file_content_hash(f) for f in files}
-            held = g.enrolled_contents(check_identity(name), list(hashes.values()))
-            images, sources, contents = [], [], []
-            for f in files:
-                if hashes[f] in held:
-                    summary["already"] += 1
-                    continue
-                try:
-                    images.append(read_image_file(f))
-                    sources.append(str(f))
-                    contents.append(hashes[f])
-                except UserError:
-                    summary["not_images"].append(str(f))
-            res = enroll_arrays(g, analyzer, name, images, sources, aligned, contents)
-            summary["no_face"] += res["no_face"]
-            summary["enrolled"] += res["enrolled"]
-            summary["already"] += res["already"]
-            summary["identities"] += bool(res["enrolled"])
+            enrolled = 0
+            for start in range(0, len(files), ENROL_CHUNK):  # one transaction per chunk: bounded memory
+                chunk = files[start:start + ENROL_CHUNK]
+                hashes = {f: file_content_hash(f) for f in chunk}
+                held = g.enrolled_contents(check_identity(name), list(hashes.values()))
+                images, sources, contents = [], [], []
+                for f in chunk:
+                    if hashes[f] in held:
+                        summary["already"] += 1
+                        continue
+                    try:
+                        images.append(read_image_file(f))
+                        sources.append(str(f))
+                        contents.append(hashes[f])
+                    except UserError:
+                        summary["not_images"].append(str(f))
+                res = enroll_arrays(g, analyzer, name, images, sources, aligned, contents)
+                summary["no_face"] += res["no_face"]
+                summary["already"] += res["already"]
+                enrolled += res["enrolled"]
+            summary["enrolled"] += enrolled
+            summary["identities"] += bool(enrolled)
         summary["gallery"] = g.info()
     if summary["enrolled"] == 0 and summary["already"] == 0:
         raise UserError(f"enroll: no usable face in any of the {n_files} files ({len(summary['not_images'])} "
