@@ -74,12 +74,20 @@ def test_refuses_mixing_and_bad_input(gallery):
         gallery.enroll("a", np.full((1, DIM), np.nan, np.float32))
     with pytest.raises(UserError, match="all-zero"):
         gallery.enroll("a", np.zeros((1, DIM), np.float32))
-    for bad in ("", "a\x00b", "x" * 300, 5):
+    for bad in ("", "a\x00b", "x" * 300, 5, "a/b", "a\\b", "..", ".hidden", " lead", "trail ", "a?b",
+                "a%2Fb"):
         with pytest.raises(UserError, match="identity"):
             gallery.enroll(bad, unit(rng, 1))
-    # identities are opaque: a path-looking id is just a string and creates no file
-    gallery.enroll("../../etc/passwd", unit(rng, 1), model="model-a")
+    # identities never get path meaning: a path-looking id is refused (documented character set)
+    with pytest.raises(UserError, match="identity"):
+        gallery.enroll("../../etc/passwd", unit(rng, 1), model="model-a")
     assert not (gallery.path.parent.parent / "etc").exists()
+    gallery.enroll("Jos\u00e9 \u00c1ngel_2.b-c", unit(rng, 1), model="model-a")  # any script's letters
+    assert gallery.identities() == [("Jos\u00e9 \u00c1ngel_2.b-c", 1)]
+    assert gallery.enroll("Jose\u0301 \u00c1ngel_2.b-c", unit(rng, 1))  # NFD: the same identity
+    assert gallery.identities() == [("Jos\u00e9 \u00c1ngel_2.b-c", 2)]
+    assert gallery.remove("Jose\u0301 \u00c1ngel_2.b-c") == 2
+    gallery.enroll("x", unit(rng, 1))
     assert len(gallery) == 1
     with pytest.raises(UserError, match="already exists"):
         Gallery.create(gallery.path, "model-a", DIM)
@@ -221,3 +229,171 @@ def test_sigkill_mid_enroll_loses_nothing_committed(tmp_path):
     assert kills >= 5 and nxt > 0
     leftovers = [p.name for p in path.iterdir() if p.name.startswith("index-")]
     assert len(leftovers) <= 2
+
+
+# ------------------------------------------------------------------ idempotent, crash-safe enrolment
+
+
+@pytest.fixture(scope="module")
+def faces_folder(tmp_path_factory):
+    """A tiny checkpoint and 4 identity folders of 3 synthetic aligned crops each."""
+    import cv2
+    import torch
+
+    from faceforge.data.synthetic import SyntheticFaces
+    from faceforge.models import build_backbone
+    from faceforge.models.checkpoint import save_checkpoint
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("enrol")
+    torch.manual_seed(0)
+    save_checkpoint(root / "tiny.ckpt", build_backbone("mobilefacenet_tiny"))
+    synth = SyntheticFaces(seed=2)
+    for j in range(4):
+        (root / "ids" / f"p{j}").mkdir(parents=True)
+        for k in range(3):
+            cv2.imwrite(str(root / "ids" / f"p{j}" / f"{k}.png"), synth.render(j, k)[0][:, :, ::-1])
+    cv2.imwrite(str(root / "blank.png"), np.full((160, 160, 3), 90, np.uint8))
+    return root
+
+
+def _new_gallery(root: Path, name: str) -> Path:
+    from faceforge.deploy.commands import create_gallery
+
+    create_gallery(root / name, root / "tiny.ckpt")
+    return root / name
+
+
+def test_enrol_twice_adds_nothing(faces_folder):
+    from faceforge.deploy.commands import enroll_files
+
+    g = _new_gallery(faces_folder, "twice")
+    first = enroll_files(g, faces_folder / "tiny.ckpt", None, [faces_folder / "ids"], aligned=True)
+    assert first["enrolled"] == 12 and first["already"] == 0
+    again = enroll_files(g, faces_folder / "tiny.ckpt", None, [faces_folder / "ids"], aligned=True)
+    assert again["enrolled"] == 0 and again["already"] == 12
+    # the same bytes under another name are the same image
+    copy = faces_folder / "copy.png"
+    copy.write_bytes((faces_folder / "ids" / "p1" / "0.png").read_bytes())
+    r = enroll_files(g, faces_folder / "tiny.ckpt", "p1", [copy], aligned=True)
+    assert r["enrolled"] == 0 and r["already"] == 1
+    with Gallery(g) as gal:
+        assert dict(gal.identities()) == {f"p{j}": 3 for j in range(4)}
+
+
+def test_enrol_without_a_usable_face_is_an_error(faces_folder):
+    from faceforge.deploy.commands import enroll_files
+
+    g = _new_gallery(faces_folder, "noface")
+    (faces_folder / "text.png").write_text("not an image")
+    with pytest.raises(UserError, match="no usable face in any of the 2 files"):
+        enroll_files(g, faces_folder / "tiny.ckpt", "x", [faces_folder / "blank.png",
+                                                          faces_folder / "text.png"])
+    with pytest.raises(UserError, match="identity"):
+        enroll_files(g, faces_folder / "tiny.ckpt", "a/b", [faces_folder / "blank.png"])
+    with Gallery(g) as gal:
+        assert len(gal) == 0
+
+
+# The interrupted enrolment SIGKILLs itself right after the third identity's transaction committed
+# (before the index checkpoint and before the fourth identity): a fixed point, no polling.
+KILL_AFTER_THIRD_ENROL = """
+import os, signal, sys
+from faceforge.deploy import gallery
+enroll, calls = gallery.Gallery.enroll, []
+def killing_enroll(self, *a, **k):
+    ids = enroll(self, *a, **k)
+    calls.append(len(ids))
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return ids
+gallery.Gallery.enroll = killing_enroll
+from faceforge.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_kill9_mid_enrol_then_rerun_adds_nothing_twice(faces_folder):
+    g = _new_gallery(faces_folder, "killed")
+    args = ["gallery", "enroll", str(g), str(faces_folder / "ids"),
+            "--model", str(faces_folder / "tiny.ckpt"), "--aligned"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", KILL_AFTER_THIRD_ENROL, *args], env=env, timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    with Gallery(g) as gal:
+        assert dict(gal.identities()) == {"p0": 3, "p1": 3, "p2": 3}  # committed before the kill
+    done = subprocess.run([sys.executable, "-m", "faceforge", *args], env=env, timeout=300,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "enrolled 3 images of 1 identities; skipped 9 already enrolled" in done.stdout
+    with Gallery(g) as gal:
+        assert dict(gal.identities()) == {f"p{j}": 3 for j in range(4)} and len(gal) == 12
+
+
+# ------------------------------------------------------------------ integrity and privacy on disk
+
+
+def test_damaged_database_is_one_line(tmp_path, capsys):
+    from faceforge.cli.main import main
+
+    rng = np.random.default_rng(7)
+    with Gallery.create(tmp_path / "g", "m", DIM) as g:
+        g.enroll("a", unit(rng, 2))
+    db = tmp_path / "g" / "gallery.sqlite"
+    db.write_bytes(b"garbage" * 100 + db.read_bytes()[700:])
+    with pytest.raises(UserError, match="damaged"):
+        Gallery(tmp_path / "g")
+    assert main(["gallery", "list", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err
+    assert "damaged" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    # damage inside the table pages: found by a later read, still a one-line error
+    with Gallery.create(tmp_path / "h", "m", 512) as g:
+        for i in range(50):
+            g.enroll(f"id{i}", rng.normal(size=(4, 512)).astype(np.float32))
+    db = tmp_path / "h" / "gallery.sqlite"
+    data = bytearray(db.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 4096] = b"\xab" * 4096
+    db.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="damaged"), Gallery(tmp_path / "h") as g:
+        g.search(rng.normal(size=512).astype(np.float32), k=3)
+        g.identities()
+
+
+def test_rebuilt_index_is_kept(tmp_path):
+    rng = np.random.default_rng(8)
+    x = unit(rng, 12)
+    with Gallery.create(tmp_path / "g", "m", DIM) as g:
+        g.enroll_many([f"id{i}" for i in range(12)], x)
+    (ckpt,) = [p for p in (tmp_path / "g").iterdir() if p.name.startswith("index-")]
+    ckpt.write_bytes(ckpt.read_bytes()[:-40] + b"\0" * 40)
+    # other processes (checkpoint files carry the writer's pid): the first rebuilds, the next loads
+    probe = "import sys; from faceforge.deploy.gallery import Gallery; g = Gallery(sys.argv[1]); " \
+            "print(g.rebuilt, len(g)); g.close()"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    seen = [subprocess.run([sys.executable, "-c", probe, str(tmp_path / "g")], env=env, check=True,
+                           capture_output=True, text=True, timeout=120).stdout.split() for _ in range(2)]
+    assert seen == [["True", "12"], ["False", "12"]]
+    for _ in range(2):
+        with Gallery(tmp_path / "g") as g:
+            assert not g.rebuilt and len(g) == 12
+            assert g.search(x[3], k=1)[0][0].identity == "id3"
+
+
+def test_files_are_owner_only_and_removal_erases(tmp_path):
+    rng = np.random.default_rng(9)
+    secret = unit(rng, 1)
+    with Gallery.create(tmp_path / "g", "m", DIM, checkpoint_every=1000) as g:
+        g.enroll("keep", unit(rng, 3), ["k0", "k1", "k2"])
+        g.enroll("gone", secret, ["/home/someone/private.jpg"])
+        g.checkpoint()
+        needle = g.vectors_of("gone").tobytes()[:64]
+        assert any(needle in f.read_bytes() for f in (tmp_path / "g").iterdir())  # the check can fail
+        assert g.remove("gone") == 1
+        assert all(m.identity != "gone" for m in g.search(secret, k=5)[0])
+        for f in (tmp_path / "g").iterdir():  # no file keeps the removed embedding or its source
+            data = f.read_bytes()
+            assert needle not in data and b"private.jpg" not in data, f.name
+        modes = {f.name: f.stat().st_mode & 0o777 for f in (tmp_path / "g").iterdir()}
+    assert (tmp_path / "g").stat().st_mode & 0o777 == 0o700
+    assert "gallery.sqlite-wal" in modes and set(modes.values()) == {0o600}, modes
+    assert {f.stat().st_mode & 0o777 for f in (tmp_path / "g").iterdir()} == {0o600}

@@ -71,7 +71,8 @@ def run_enroll(args) -> int:
                      progress=progress_callback("enroll", not args.quiet))
     info = r["gallery"]
     print(f"enrolled {r['enrolled']} images of {r['identities']} identities; skipped "
-          f"{len(r['not_images'])} not images, {len(r['no_face'])} without a face; gallery now "
+          f"{r['already']} already enrolled, {len(r['not_images'])} not images, "
+          f"{len(r['no_face'])} without a face; gallery now "
           f"{info['images']} images of {info['identities']} identities")
     for f in r["not_images"]:
         print(f"  not an image: {f}")

@@ -22,6 +22,13 @@ def add_commands(sub) -> None:
     p.add_argument("--max-body-mb", type=float, default=10.0, help="request body limit in MB (default 10)")
     p.add_argument("--max-pixels", type=int, default=40_000_000,
                    help="largest image accepted, in pixels (default 40000000)")
+    p.add_argument("--max-decodes", type=int, default=2,
+                   help="uploads decoded and detected at once; peak memory is about this x max-pixels x 3 "
+                   "bytes (default 2)")
+    p.add_argument("--max-connections-per-client", type=int, default=32,
+                   help="open connections one client address may hold (default 32)")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a connection has to send its request head (default 10)")
     p.set_defaults(func=run_serve)
 
 
@@ -35,8 +42,15 @@ def run_serve(args) -> int:
                         "(or pass --insecure-no-auth explicitly)")
     if key is not None and len(key) < 16:
         raise UserError(f"--api-key-env: the key in ${args.api_key_env} is too short (use 16+ characters)")
-    if args.max_body_mb <= 0 or args.max_pixels <= 0:
+    if not 0 < args.max_body_mb < 1e6 or args.max_pixels <= 0:
         raise UserError("--max-body-mb and --max-pixels must be positive")
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"--port {args.port}: expected a port number in 1-65535")
+    for flag in ("max_decodes", "max_connections_per_client"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag.replace('_', '-')}: expected at least 1")
+    if not 0 < args.header_timeout < 1e6:
+        raise UserError("--header-timeout: expected a positive number of seconds")
     from faceforge.cli.infer import analyzer_from_args
 
     # the analyzer carries --card and --multi (the service picks faces with the analyzer's rule)
@@ -44,6 +58,8 @@ def run_serve(args) -> int:
         gallery=check_gallery_path(args.gallery), model=analyzer_from_args(args), api_key=key,
         insecure_no_auth=args.insecure_no_auth and key is None,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_pixels=args.max_pixels,
-        detector=args.detector, device=args.device, threshold=args.threshold)
+        detector=args.detector, device=args.device, threshold=args.threshold,
+        max_decodes=args.max_decodes, max_connections_per_client=args.max_connections_per_client,
+        header_timeout=args.header_timeout)
     serve(config, host=args.host, port=args.port)
     return 0

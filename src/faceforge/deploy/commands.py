@@ -18,6 +18,7 @@ import numpy as np
 
 from faceforge.errors import UserError
 
+ENROL_CHUNK = 64  # images decoded and committed together by enroll_files
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff")
 _MODEL_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -57,19 +58,25 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
         raise UserError(f"{path}: not an image (cannot decode it)") from None
 
 
-def _aligned_face(analyzer, img: np.ndarray):
-    """The whole image as one face (an aligned crop): box = the image, landmarks = the template."""
+def aligned_crop(analyzer, img: np.ndarray):
+    """The whole image as one face (an aligned crop): box = the image, landmarks = the template;
+    and the crop fitted to the model's input."""
     from faceforge.align.transform import fit_to_input
     from faceforge.deploy.analyzer import AnalyzedFace
 
     card = analyzer.card
     h, w = (int(v) for v in card.input_size)
     crop = fit_to_input(img, (h, w), getattr(analyzer.embedder.meta, "template", "arcface"))
-    emb = analyzer.embed_crops(np.ascontiguousarray(crop)[None])[0]
     ih, iw = img.shape[:2]
     points = np.asarray(card.template_points(), dtype=np.float32) * np.array([iw / w, ih / h], np.float32)
     box = np.array([0, 0, iw, ih], dtype=np.float32)
-    return AnalyzedFace(box, 1.0, points, embedding=emb)
+    return AnalyzedFace(box, 1.0, points), np.ascontiguousarray(crop)
+
+
+def _aligned_face(analyzer, img: np.ndarray):
+    face, crop = aligned_crop(analyzer, img)
+    face.embedding = analyzer.embed_crops(crop[None])[0]
+    return face
 
 
 def faces_in(analyzer, img: np.ndarray, aligned: bool = False, all_faces: bool = False) -> list:
@@ -246,21 +253,26 @@ def _image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def enroll_arrays(gallery, analyzer, identity: str, images: Sequence[np.ndarray], sources: Sequence[str],
-                  aligned: bool = False) -> dict:
-    """Enrol decoded images of one identity (the picked face of each) in one transaction."""
+                  aligned: bool = False, contents: Sequence[str] | None = None) -> dict:
+    """Enrol decoded images of one identity (the picked face of each) in one transaction; an image
+    whose content hash the identity already holds is skipped (``already``)."""
     from faceforge.deploy.gallery import check_identity
 
-    check_identity(identity)
-    rows, srcs, no_face = [], [], []
-    for img, src in zip(images, sources):
+    identity = check_identity(identity)
+    contents = list(contents) if contents is not None else [""] * len(sources)
+    rows, srcs, hashes, no_face = [], [], [], []
+    for img, src, content in zip(images, sources, contents):
         faces = faces_in(analyzer, img, aligned)
         if faces:
             rows.append(faces[0].embedding)
             srcs.append(src)
+            hashes.append(content)
         else:
             no_face.append(src)
-    ids = gallery.enroll(identity, np.stack(rows), srcs, model=analyzer_model_id(analyzer)) if rows else []
-    return {"identity": identity, "vector_ids": ids, "enrolled": len(ids), "no_face": no_face}
+    ids = (gallery.enroll(identity, np.stack(rows), srcs, model=analyzer_model_id(analyzer), contents=hashes)
+           if rows else [])
+    return {"identity": identity, "vector_ids": ids, "enrolled": len(ids), "no_face": no_face,
+            "already": len(rows) - len(ids)}
 
 
 def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
@@ -269,8 +281,11 @@ def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
                  progress=None) -> dict:
     """Enrol image files as ``identity``; with ``identity=None`` each path is a folder whose
     sub-folders are identities (``root/<identity>/*.jpg``). ``progress(done, total)`` is called
-    after each identity."""
-    from faceforge.deploy.gallery import Gallery
+    after each chunk. Idempotent: a file whose content the identity already holds is skipped before
+    it is decoded, so re-running an interrupted enrolment adds nothing twice. No usable face in any
+    file is an error."""
+    from faceforge.deploy.gallery import Gallery, check_identity
+    from faceforge.deploy.gallery_records import file_content_hash
 
     if not paths:
         raise UserError("enroll: no image or folder given")
@@ -283,26 +298,49 @@ def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
             groups += [(d.name, _image_files([d])) for d in sorted(root.iterdir()) if d.is_dir()]
     else:
         groups = [(identity, _image_files(paths))]
+    for name, _ in groups:  # refuse a bad id before any work, naming where it came from
+        try:
+            check_identity(name)
+        except UserError as e:
+            where = "--identity" if identity is not None else f"folder '{name}'"
+            raise UserError(f"{where}: {e}") from None
+    n_files = sum(len(files) for _, files in groups)
+    if n_files == 0:
+        raise UserError(f"enroll: no image file in {', '.join(str(p) for p in paths)}")
     analyzer = load_analyzer(model, detector, device)
-    summary = {"identities": 0, "enrolled": 0, "not_images": [], "no_face": []}
-    total, done = sum(len(files) for _, files in groups), 0
+    summary = {"identities": 0, "enrolled": 0, "already": 0, "not_images": [], "no_face": []}
+    done = 0
     with Gallery(gallery_path) as g:
         for name, files in groups:
-            images, sources = [], []
-            for f in files:
-                try:
-                    images.append(read_image_file(f))
-                    sources.append(str(f))
-                except UserError:
-                    summary["not_images"].append(str(f))
-            res = enroll_arrays(g, analyzer, name, images, sources, aligned)
-            summary["no_face"] += res["no_face"]
-            summary["enrolled"] += res["enrolled"]
-            summary["identities"] += bool(res["enrolled"])
-            done += len(files)
-            if progress:
-                progress(done, total)
+            enrolled = 0
+            for start in range(0, len(files), ENROL_CHUNK):  # one transaction per chunk: bounded memory
+                chunk = files[start:start + ENROL_CHUNK]
+                hashes = {f: file_content_hash(f) for f in chunk}
+                held = g.enrolled_contents(check_identity(name), list(hashes.values()))
+                images, sources, contents = [], [], []
+                for f in chunk:
+                    if hashes[f] in held:
+                        summary["already"] += 1
+                        continue
+                    try:
+                        images.append(read_image_file(f))
+                        sources.append(str(f))
+                        contents.append(hashes[f])
+                    except UserError:
+                        summary["not_images"].append(str(f))
+                res = enroll_arrays(g, analyzer, name, images, sources, aligned, contents)
+                summary["no_face"] += res["no_face"]
+                summary["already"] += res["already"]
+                enrolled += res["enrolled"]
+                done += len(chunk)
+                if progress:
+                    progress(done, n_files)
+            summary["enrolled"] += enrolled
+            summary["identities"] += bool(enrolled)
         summary["gallery"] = g.info()
+    if summary["enrolled"] == 0 and summary["already"] == 0:
+        raise UserError(f"enroll: no usable face in any of the {n_files} files ({len(summary['not_images'])} "
+                        f"not images, {len(summary['no_face'])} without a face); nothing was enrolled")
     return summary
 
 

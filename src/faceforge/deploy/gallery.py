@@ -22,33 +22,47 @@ Embeddings are L2-normalised on the way in, so inner products are cosine similar
 
 Models never mix: the gallery records the id of the model that made its embeddings
 (:func:`model_id`) and refuses embeddings from another.
+
+Idempotent enrolment: a row may carry the SHA-256 of its encoded image (``content``); an image
+the identity already holds is not added again, so re-running an interrupted enrolment adds nothing.
+
+Privacy: files are owner-only (0700/0600). A removal erases the rows' embeddings and sources at
+once (the tombstone keeps the id; ``secure_delete`` zeroes freed bytes, the WAL is truncated) and
+rewrites the checkpoint. A damaged database is a one-line UserError; a rebuilt index is kept.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import math
+import functools
 import os
 import re
 import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from faceforge.deploy import gallery_index as index_files
+from faceforge.deploy.gallery_records import (
+    Match,
+    check_identity,
+    check_stored_identity,
+    group_matches,
+    model_id,
+    normalize,
+)
 from faceforge.errors import UserError
+
+__all__ = ["Gallery", "Match", "check_identity", "model_id", "normalize", "open_gallery"]
 
 DB_NAME = "gallery.sqlite"
 FORMAT = "faceforge-gallery"
 VERSION = 1
 GROUPINGS = ("max", "mean")
 _INDEX_RE = re.compile(r"^index-(\d{12})-\d+\.faiss$")
-# identity ids are opaque strings: printable, no path meaning is ever given to them
-_IDENTITY_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,95 +80,26 @@ CREATE INDEX IF NOT EXISTS vectors_identity ON vectors(identity);
 CREATE INDEX IF NOT EXISTS vectors_added ON vectors(added_gen);
 CREATE INDEX IF NOT EXISTS vectors_removed ON vectors(removed_gen);
 """
+_CONTENT_COLUMN = "ALTER TABLE vectors ADD COLUMN content TEXT NOT NULL DEFAULT ''"
+_CONTENT_INDEX = "CREATE INDEX IF NOT EXISTS vectors_content ON vectors(identity, content)"
 
 
-def _faiss():
-    try:
-        import faiss
-    except ImportError:
-        raise UserError("the gallery needs faiss: pip install faiss-cpu (extra faceforge[serve])") from None
-    return faiss
+def _damaged(db: Path, e: sqlite3.DatabaseError) -> UserError:
+    if isinstance(e, sqlite3.OperationalError):  # locked, read-only, disk full: not damage
+        return UserError(f"{db}: {e}")
+    return UserError(f"{db}: damaged or not a gallery database ({e}); restore it from a backup or "
+                     "create a new gallery and enrol again")
 
 
-def model_id(embedder) -> str:
-    """A 16-hex id of the model behind ``embedder`` (an Embedder or anything holding ``.embedder``).
-
-    A model file is identified by its content (a copy elsewhere has the same id), plus the input
-    geometry and normalisation that change what its embeddings mean.
-    """
-    inner = getattr(embedder, "embedder", embedder)
-    meta = getattr(inner, "meta", None)
-    geometry = f"flip={getattr(embedder, 'flip', 'none')}"  # a FaceAnalyzer's flip fusion
-    if meta is not None:
-        geometry += (f"|{tuple(meta.input_size)}|{meta.template}|{meta.mean}|{meta.std}|"
-                     f"{meta.channel_order}|{meta.embedding_size}")
-    source = getattr(inner, "source", None) or getattr(inner, "path", None)
-    h = hashlib.sha1()
-    if source and Path(source).is_file():
-        with open(source, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    else:
-        h.update(str(inner.fingerprint()).encode())
-    h.update(geometry.encode())
-    return h.hexdigest()[:16]
-
-
-def check_identity(identity) -> str:
-    if not isinstance(identity, str) or not _IDENTITY_RE.match(identity):
-        raise UserError(
-            f"identity {identity!r}: expected 1-256 printable characters (an opaque id, no control "
-            "characters)"
-        )
-    return identity
-
-
-def normalize(embeddings, dim: int | None = None, where: str = "embeddings") -> np.ndarray:
-    x = np.asarray(embeddings, dtype=np.float32)
-    if x.ndim == 1:
-        x = x[None]
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise UserError(f"{where}: expected a [N, D] array with N >= 1, got shape {x.shape}")
-    if dim is not None and x.shape[1] != dim:
-        raise UserError(f"{where}: width {x.shape[1]} does not match the gallery's {dim}")
-    if not np.all(np.isfinite(x)):
-        raise UserError(f"{where}: contains NaN or infinite values")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if np.any(norms < 1e-12):
-        raise UserError(f"{where}: contains an all-zero vector")
-    return np.ascontiguousarray(x / norms, dtype=np.float32)
-
-
-@dataclass
-class Match:
-    identity: str
-    score: float  # cosine similarity, grouped per identity (max or mean of its images)
-    best_score: float  # the identity's best single image
-    best_source: str
-    best_vector_id: int
-    images: int  # the identity's images that took part in the score
-
-    def to_dict(self) -> dict:
-        return {"identity": self.identity, "score": round(self.score, 6),
-                "best_score": round(self.best_score, 6), "best_source": self.best_source,
-                "best_vector_id": self.best_vector_id, "images": self.images}
-
-
-def _sha1_file(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
+def _sqlite_errors(method):
+    """A damaged database found after opening is a one-line UserError too."""
+    @functools.wraps(method)
+    def checked(self, *args, **kwargs):
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise _damaged(self.path / DB_NAME, e) from None
+    return checked
 
 
 class Gallery:
@@ -168,9 +113,24 @@ class Gallery:
             raise UserError(
                 f"{self.path}: not a gallery (no {DB_NAME}; create one with 'faceforge gallery create')")
         self._lock = threading.RLock()
+        self._db = None
+        try:
+            self._open(db, nprobe)
+        except sqlite3.DatabaseError as e:
+            self._close_db()
+            raise _damaged(db, e) from None
+        except (KeyError, ValueError) as e:
+            self._close_db()
+            raise UserError(f"{db}: damaged gallery metadata ({type(e).__name__}: {e})") from None
+        except BaseException:
+            self._close_db()
+            raise
+
+    def _open(self, db: Path, nprobe: int | None) -> None:
         self._db = sqlite3.connect(db, timeout=60.0, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA secure_delete=ON")  # removed embeddings are zeroed, not just unlinked
         meta = self._meta()
         if meta.get("format") != FORMAT:
             raise UserError(f"{db}: not a faceforge gallery")
@@ -187,8 +147,33 @@ class Gallery:
         self._checkpoint_file = ""
         self.rebuilt = False  # True when opening had to rebuild the index from SQLite
         with self._lock:
+            self._migrate()
             self._load()
             self._clean_files()
+            if self._checkpoint_gen < 0 and self.generation > 0:
+                # rebuilt from SQLite: keep the result, or every later open rebuilds again
+                with contextlib.suppress(OSError, RuntimeError, sqlite3.OperationalError):  # read-only
+                    self.checkpoint(force=True)
+
+    def _close_db(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(Exception):
+                self._db.close()
+            self._db = None
+
+    def _migrate(self) -> None:
+        """Galleries made before idempotent enrolment get the ``content`` column."""
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(vectors)")}
+        if "content" not in cols:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if "content" not in {r[1] for r in self._db.execute("PRAGMA table_info(vectors)")}:
+                    self._db.execute(_CONTENT_COLUMN)
+                self._db.execute(_CONTENT_INDEX)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     # ---------------------------------------------------------------------------------- setup
 
@@ -213,13 +198,17 @@ class Gallery:
             raise UserError(f"{path}: a gallery already exists here")
         if path.exists() and not path.is_dir():
             raise UserError(f"{path}: exists and is not a folder")
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.mkdir(parents=True, mode=0o700)
         tmp = path / f".{DB_NAME}.creating"
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # SQLite keeps the mode
         db = sqlite3.connect(tmp, isolation_level=None)
         try:
             db.executescript(_SCHEMA)
+            db.execute(_CONTENT_COLUMN)
+            db.execute(_CONTENT_INDEX)
             rows = {"format": FORMAT, "version": VERSION, "model_id": model, "dim": int(dim),
                     "ivf_threshold": int(ivf_threshold), "nprobe": int(nprobe),
                     "checkpoint_every": int(checkpoint_every), "generation": 0, "checkpoint_gen": -1,
@@ -230,7 +219,7 @@ class Gallery:
         finally:
             db.close()
         os.replace(tmp, path / DB_NAME)  # the gallery appears complete or not at all
-        _fsync_dir(path)
+        index_files.fsync_dir(path)
         return cls(path)
 
     def close(self) -> None:
@@ -259,18 +248,11 @@ class Gallery:
         return int(self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
 
     def _new_index(self, n: int, train: np.ndarray | None = None):
-        faiss = _faiss()
-        if n <= self.ivf_threshold or train is None:
-            return faiss.index_factory(self.dim, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
-        nlist = int(2 ** round(math.log2(max(16.0, math.sqrt(n)))))
-        index = faiss.index_factory(self.dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
-        faiss.extract_index_ivf(index).cp.min_points_per_centroid = 1  # small galleries: no warning
-        index.train(train[: 40 * nlist])
-        return index
+        return index_files.new_index(self.dim, n, self.ivf_threshold, train)
 
     def _set_params(self) -> None:
         if self.index is not None and self.kind == "ivf":
-            _faiss().extract_index_ivf(self.index).nprobe = self.nprobe
+            index_files.faiss_module().extract_index_ivf(self.index).nprobe = self.nprobe
 
     @property
     def kind(self) -> str:
@@ -295,7 +277,7 @@ class Gallery:
         train = None
         if n > self.ivf_threshold:
             rng = np.random.default_rng(0)
-            take = min(n, 40 * int(2 ** round(math.log2(max(16.0, math.sqrt(n))))))
+            take = min(n, 40 * index_files.ivf_lists(n))
             picks = np.sort(rng.choice(n, take, replace=False))
             parts, seen = [], 0
             for _, vecs in self._live_rows("AND added_gen <= ?", (gen,)):
@@ -310,7 +292,7 @@ class Gallery:
         self._set_params()
 
     def _load(self) -> None:
-        faiss = _faiss()
+        faiss = index_files.faiss_module()
         self._db.execute("BEGIN")  # one consistent snapshot of meta and rows
         try:
             meta = self._meta()
@@ -319,7 +301,7 @@ class Gallery:
             loaded = False
             if ckpt_gen >= 0:
                 f = self.path / meta["checkpoint_file"]
-                if meta["checkpoint_file"] and f.is_file() and _sha1_file(f) == sha:
+                if meta["checkpoint_file"] and f.is_file() and index_files.sha1_file(f) == sha:
                     self.index, self.generation = faiss.read_index(str(f)), ckpt_gen
                     self._set_params()
                     loaded = True
@@ -387,12 +369,13 @@ class Gallery:
 
     # ---------------------------------------------------------------------------------- writes
 
-    def checkpoint(self) -> Path:
+    @_sqlite_errors
+    def checkpoint(self, force: bool = False) -> Path:
         """Write the in-memory index to ``index-<gen>.faiss`` and record it (converting to IVF first
-        when the gallery has outgrown ``ivf_threshold``)."""
+        when the gallery has outgrown ``ivf_threshold``). ``force`` also replaces a recorded
+        checkpoint of the same generation (one that failed its checksum and was rebuilt)."""
         with self._lock:
             self.refresh()
-            faiss = _faiss()
             if self.kind == "flat" and self.index.ntotal > self.ivf_threshold:
                 self._db.execute("BEGIN")
                 try:
@@ -402,22 +385,13 @@ class Gallery:
             gen = self.generation
             final = self.path / f"index-{gen:012d}-{os.getpid()}.faiss"
             tmp = self.path / f".index-{gen:012d}.{os.getpid()}.{threading.get_ident()}.tmp"
-            try:
-                faiss.write_index(self.index, str(tmp))
-                with open(tmp, "rb+") as f:
-                    os.fsync(f.fileno())
-                sha = _sha1_file(tmp)
-                os.replace(tmp, final)
-                _fsync_dir(self.path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-                raise
+            sha = index_files.write_index_file(self.index, tmp, final)
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 meta = self._meta()
                 recorded, recorded_file = int(meta["checkpoint_gen"]), meta["checkpoint_file"]
-                if gen > recorded:
+                record = gen > recorded or (force and gen == recorded)
+                if record:
                     self._db.executemany("UPDATE meta SET value=? WHERE key=?",
                                          [(str(gen), "checkpoint_gen"), (sha, "checkpoint_sha1"),
                                           (final.name, "checkpoint_file")])
@@ -428,7 +402,7 @@ class Gallery:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            if gen > recorded:
+            if record:
                 self._checkpoint_gen, self._checkpoint_file = gen, final.name
                 self._clean_files()
             elif final.name != recorded_file:  # another process recorded this generation first
@@ -465,14 +439,19 @@ class Gallery:
             )
 
     def enroll(self, identity: str, embeddings, sources: Sequence[str] | None = None,
-               model: str | None = None) -> list[int]:
+               model: str | None = None, contents: Sequence[str] | None = None) -> list[int]:
         """Add images of one identity; returns their vector ids. All or nothing."""
         return self.enroll_many([identity] * len(np.atleast_2d(np.asarray(embeddings))), embeddings,
-                                sources, model)
+                                sources, model, contents)
 
+    @_sqlite_errors
     def enroll_many(self, identities: Sequence[str], embeddings, sources: Sequence[str] | None = None,
-                    model: str | None = None) -> list[int]:
-        """Add images (one identity per row) in one transaction; returns their vector ids."""
+                    model: str | None = None, contents: Sequence[str] | None = None) -> list[int]:
+        """Add images (one identity per row) in one transaction; returns the new rows' vector ids.
+
+        ``contents`` (one content hash per row, see :func:`~faceforge.deploy.gallery_records.content_hash`)
+        makes enrolment idempotent: a row whose (identity, content) the gallery already holds, or
+        that repeats an earlier row of the batch, is skipped (the returned list is shorter)."""
         self._check_model(model)
         x = normalize(embeddings, self.dim)
         identities = [check_identity(i) for i in identities]
@@ -481,42 +460,79 @@ class Gallery:
         sources = [""] * len(x) if sources is None else [str(s) for s in sources]
         if len(sources) != len(x):
             raise UserError(f"enroll: {len(sources)} sources for {len(x)} embeddings")
+        contents = [""] * len(x) if contents is None else [str(c) for c in contents]
+        if len(contents) != len(x):
+            raise UserError(f"enroll: {len(contents)} content hashes for {len(x)} embeddings")
         now = time.time()
 
         def insert(gen: int) -> list[int]:
+            seen = set()
+            for ident in set(identities):  # inside the write transaction: no race with another writer
+                hashes = [c for i, c in zip(identities, contents) if i == ident and c]
+                seen |= {(ident, c) for c in self._held(ident, hashes)}
+            keep = []
+            for k, key in enumerate(zip(identities, contents)):
+                if not key[1] or key not in seen:
+                    keep.append(k)
+                    seen.add(key)
             first = self._db.execute("SELECT COALESCE(MAX(vector_id), 0) FROM vectors").fetchone()[0]
             seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='vectors'").fetchone()
             first = max(first, seq[0] if seq else 0) + 1
-            ids = list(range(first, first + len(x)))
+            ids = list(range(first, first + len(keep)))
             self._db.executemany(
-                "INSERT INTO vectors (vector_id, identity, source, model_id, added_gen, added_at, embedding) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                ((i, ident, src, self.model_id, gen, now, row.tobytes())
-                 for i, ident, src, row in zip(ids, identities, sources, x)))
+                "INSERT INTO vectors (vector_id, identity, source, content, model_id, added_gen, added_at, "
+                "embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                ((i, identities[k], sources[k], contents[k], self.model_id, gen, now, x[k].tobytes())
+                 for i, k in zip(ids, keep)))
             return ids
 
         with self._lock:
             return self._write(insert)
 
+    def _held(self, identity: str, contents: Sequence[str]) -> set[str]:
+        held = set()
+        for start in range(0, len(contents), 900):  # SQLite's bound-parameter limit
+            part = list(contents[start:start + 900])
+            held |= {r[0] for r in self._db.execute(
+                f"SELECT content FROM vectors WHERE identity=? AND removed_gen IS NULL "
+                f"AND content IN ({','.join('?' * len(part))})", [identity, *part])}
+        return held
+
+    @_sqlite_errors
+    def enrolled_contents(self, identity: str, contents: Sequence[str]) -> set[str]:
+        """The content hashes among ``contents`` that ``identity`` already holds."""
+        with self._lock:
+            return self._held(identity, [c for c in contents if c])
+
+    @_sqlite_errors
     def remove(self, identity: str) -> int:
-        """Remove every image of ``identity``; returns how many (0 when unknown)."""
-        check_identity(identity)
+        """Remove every image of ``identity``; returns how many (0 when unknown). The embeddings
+        leave every file of the gallery at once (module docstring, "Privacy")."""
+        identity = check_stored_identity(identity)
 
         def mark(gen: int) -> int:
             cur = self._db.execute(
-                "UPDATE vectors SET removed_gen=? WHERE identity=? AND removed_gen IS NULL", (gen, identity))
+                "UPDATE vectors SET removed_gen=?, embedding=X'', source='', content='' "
+                "WHERE identity=? AND removed_gen IS NULL", (gen, identity))
             return cur.rowcount
 
         with self._lock:
-            return self._write(mark)
+            n = self._write(mark)
+            if n:
+                self.checkpoint()  # the previous checkpoint file still holds the removed vectors
+                with contextlib.suppress(sqlite3.OperationalError):
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # and so do old WAL frames
+            return n
 
     # ---------------------------------------------------------------------------------- reads
 
+    @_sqlite_errors
     def __len__(self) -> int:
         with self._lock:
             self.refresh()
             return int(self.index.ntotal)
 
+    @_sqlite_errors
     def identities(self) -> list[tuple[str, int]]:
         """``(identity, number of images)`` sorted by identity."""
         with self._lock:
@@ -524,6 +540,7 @@ class Gallery:
                 "SELECT identity, COUNT(*) FROM vectors WHERE removed_gen IS NULL "
                 "GROUP BY identity ORDER BY identity")]
 
+    @_sqlite_errors
     def info(self) -> dict:
         with self._lock:
             self.refresh()
@@ -534,12 +551,14 @@ class Gallery:
                     "checkpoint_generation": self._checkpoint_gen, "ivf_threshold": self.ivf_threshold,
                     "nprobe": self.nprobe}
 
+    @_sqlite_errors
     def vectors_of(self, identity: str) -> np.ndarray:
         with self._lock:
             rows = self._db.execute("SELECT embedding FROM vectors WHERE identity=? AND removed_gen IS NULL",
                                     (identity,)).fetchall()
         return np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
 
+    @_sqlite_errors
     def search(self, queries, k: int = 5, group: str = "max", model: str | None = None,
                candidates: int | None = None) -> list[list[Match]]:
         """The top ``k`` identities for each query, best first.
@@ -569,25 +588,8 @@ class Gallery:
                 rows.update({r[0]: (r[1], r[2]) for r in self._db.execute(
                     f"SELECT vector_id, identity, source FROM vectors WHERE removed_gen IS NULL "
                     f"AND vector_id IN ({marks})", part)})
-            out = []
-            for qi in range(len(q)):
-                best: dict[str, list] = {}
-                for s, i in zip(scores[qi], ids[qi]):
-                    if i < 0 or int(i) not in rows:
-                        continue
-                    ident, src = rows[int(i)]
-                    entry = best.setdefault(ident, [float(s), src, int(i), 0])
-                    entry[3] += 1
-                matches = []
-                for ident, (bs, src, vid, count) in best.items():
-                    score, used = bs, count
-                    if group == "mean":
-                        vecs = self.vectors_of(ident)
-                        score, used = float((vecs @ q[qi]).mean()), len(vecs)
-                    matches.append(Match(ident, score, bs, src, vid, used))
-                matches.sort(key=lambda mt: -mt.score)
-                out.append(matches[: int(k)])
-            return out
+            return [group_matches(scores[qi], ids[qi], rows, int(k), q[qi] if group == "mean" else None,
+                                  self.vectors_of) for qi in range(len(q))]
 
 
 def open_gallery(path: str | os.PathLike, **options) -> Gallery:

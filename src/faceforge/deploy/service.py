@@ -5,45 +5,57 @@ Endpoints (JSON out; images in as multipart uploads or base64 strings in a JSON 
     POST   /v1/embed            image [, all_faces, aligned]          -> faces with embeddings
     POST   /v1/verify           a, b [, aligned]                      -> similarity, threshold, same
     POST   /v1/identify         image [, top_k, group, all_faces, aligned] -> faces with matches
-    POST   /v1/gallery/enroll   identity, image (repeatable) / images -> vector ids
+    POST   /v1/gallery/enroll   identity, image (repeatable) / images [, aligned, largest_face] -> vector ids
     DELETE /v1/gallery/{identity}                                     -> images removed
     GET    /v1/gallery                                                -> gallery info
     GET    /healthz, /docs, /openapi.json                             (no key needed)
 
 Security. Every other path needs the API key (``X-API-Key: KEY`` or ``Authorization: Bearer KEY``,
-compared with :func:`hmac.compare_digest`); the key is checked before the body is read. Bodies are
+compared with :func:`hmac.compare_digest`); the key is checked before the body is read. A key (or
+any credential-like parameter) in the query string is refused (400) and the access log never shows
+query strings. Bodies are
 limited while they are read (``Content-Length`` over the limit is refused at once, a chunked body as
 soon as it passes it): 413. An image's dimensions are read from its header before it is decoded and
 images over ``max_pixels`` are refused (decompression bombs); what is not an image is a 415. No value
-from a request names a file: identities are opaque strings stored in SQLite. Every error has one
-shape: ``{"error": {"code": "...", "message": "..."}}``.
+from a request names a file: identities follow a documented character set
+(:data:`~faceforge.deploy.gallery_records.IDENTITY_RULE`, no ``/``), so every id that can be
+enrolled can be deleted by ``DELETE /v1/gallery/{identity}``. ``aligned=true`` accepts only an image
+whose size is the model's input size (or the 112x112 ArcFace crop) within ``aligned_tolerance``,
+judged from the header before decoding. Enrolment refuses a photo with several faces unless
+``largest_face=true``; re-enrolling an image the identity holds adds nothing (content hash).
+Responses never contain server paths (no ``best_source``, no gallery path in messages). Every
+error has one shape: ``{"error": {"code": "...", "message": "..."}}``.
 
-Concurrency. Requests are served by uvicorn's event loop; model inference runs in worker threads
-behind one lock (one model, one inference at a time, so memory stays bounded); the gallery
-serialises its writes itself and searches see every committed enrolment.
+Connections (:mod:`faceforge.deploy.connections`). A connection must deliver its request head
+within ``header_timeout`` s and its body within ``body_timeout`` s, is closed after
+``keep_alive`` s idle, and a client address holds at most ``max_connections_per_client``
+connections: idle sockets cannot starve the service. ``--insecure-no-auth`` serves loopback only.
+
+Concurrency and memory. Requests are served by uvicorn's event loop; the work runs in worker
+threads. An upload is decoded, detected and aligned inside one of ``max_decodes`` image slots (a
+semaphore), so N concurrent 6000x6000 uploads hold at most ``max_decodes`` decoded images; the
+aligned crops then go to one embedding thread that stacks the crops of concurrent requests into
+one batch (:mod:`faceforge.deploy.batching`, a ``batch_window_ms`` window). The gallery serialises
+its writes itself and searches see every committed enrolment.
 """
 
 
 
-import base64
-import binascii
 import contextlib
-import hashlib
-import hmac
-import io
-import json
 import logging
+import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from faceforge.deploy.service_requests import ApiError, Guard, header_size, read_inputs
 from faceforge.errors import UserError
 
 log = logging.getLogger("faceforge.serve")
 
-PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                 413: "too_large", 415: "unsupported_media_type", 422: "invalid_request",
                 500: "internal_error"}
@@ -61,12 +73,26 @@ class ServiceConfig:
     device: str = "cpu"
     threshold: float | None = None
     max_images: int = 32  # images in one enrolment request
+    max_decodes: int = 2  # uploads decoded/detected at once: peak memory ~ this x max_pixels x 6 bytes
+    aligned_tolerance: float = 0.25  # aligned=true: each side within 25% of the model's input size
+    batch_window_ms: float = 3.0  # the embedding stage waits this long for concurrent requests
+    max_batch: int = 32  # crops in one embedding batch
+    header_timeout: float = 10.0  # s to deliver a request head
+    body_timeout: float = 60.0  # s to deliver a request body
+    keep_alive: float = 5.0  # s idle between requests
+    max_connections_per_client: int = 32
+    max_connections: int = 512
 
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+    def __post_init__(self):
+        for name in ("max_decodes", "max_batch", "max_connections_per_client", "max_connections",
+                     "max_images"):
+            if int(getattr(self, name)) < 1:
+                raise UserError(f"serve: {name} must be at least 1")
+        for name in ("header_timeout", "body_timeout", "keep_alive"):
+            if not 0 < float(getattr(self, name)) < 1e6:
+                raise UserError(f"serve: {name} must be a positive number of seconds")
+        if not 0 <= float(self.batch_window_ms) <= 1000 or not 0 < float(self.aligned_tolerance) < 1:
+            raise UserError("serve: batch_window_ms must be in [0, 1000] and aligned_tolerance in (0, 1)")
 
 
 def _fastapi():
@@ -79,201 +105,15 @@ def _fastapi():
     return fastapi
 
 
-# ------------------------------------------------------------------------------------- guards
-
-
-def error_body(code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
-
-
-class Guard:
-    """ASGI middleware: API-key check, then a body read with a hard size limit, then the app."""
-
-    def __init__(self, app, api_key: str | None, max_body_bytes: int):
-        self.app = app
-        self.key = api_key.encode() if api_key else None
-        self.max_body = int(max_body_bytes)
-
-    @staticmethod
-    async def reply(send, status: int, code: str, message: str, headers=()) -> None:
-        body = error_body(code, message)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()), *headers]})
-        await send({"type": "http.response.body", "body": body})
-
-    def authorized(self, headers: dict[bytes, bytes]) -> bool:
-        if self.key is None:
-            return True
-        given = headers.get(b"x-api-key")
-        auth = headers.get(b"authorization", b"")
-        if given is None and auth[:7].lower() == b"bearer ":
-            given = auth[7:].strip()
-        # compare_digest on equal-length digests: no timing leak of the key or its length
-        return given is not None and hmac.compare_digest(hashlib.sha256(given).digest(),
-                                                         hashlib.sha256(self.key).digest())
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = {k.lower(): v for k, v in scope.get("headers", [])}
-        if scope["path"] not in PUBLIC_PATHS and not self.authorized(headers):
-            return await self.reply(send, 401, "unauthorized", "missing or wrong API key "
-                                    "(send X-API-Key or Authorization: Bearer)",
-                                    [(b"www-authenticate", b"Bearer")])
-        length = headers.get(b"content-length")
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                return await self.reply(send, 400, "bad_request", "Content-Length is not a number")
-            if declared > self.max_body:
-                return await self.reply(send, 413, "too_large",
-                                        f"request body of {declared} bytes is over the "
-                                        f"{self.max_body}-byte limit")
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                return await self.reply(send, 413, "too_large",
-                                        f"request body is over the {self.max_body}-byte limit")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body, replayed = b"".join(chunks), False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return await self.app(scope, replay, send)
-
-
-def decode_upload(data: bytes, max_pixels: int, where: str = "image") -> np.ndarray:
-    """RGB uint8 from uploaded bytes; the header's dimensions are checked before decoding."""
-    from PIL import Image, UnidentifiedImageError
-
-    from faceforge.io.images import CorruptImage, decode_image
-
-    if not data:
-        raise ApiError(422, "invalid_request", f"{where}: empty")
-    try:
-        with Image.open(io.BytesIO(data)) as im:  # reads the header only
-            w, h = im.size
-    except Image.DecompressionBombError:
-        raise ApiError(422, "image_too_large", f"{where}: over the {max_pixels}-pixel limit") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise ApiError(415, "not_an_image", f"{where}: not a supported image") from None
-    if w < 1 or h < 1 or w * h > max_pixels:
-        raise ApiError(422, "image_too_large", f"{where}: {w}x{h} is over the {max_pixels}-pixel limit")
-    try:
-        return decode_image(data, where)
-    except CorruptImage:
-        raise ApiError(415, "not_an_image", f"{where}: cannot be decoded") from None
-
-
-def _b64(value, where: str) -> bytes:
-    if not isinstance(value, str):
-        raise ApiError(422, "invalid_request", f"{where}: expected a base64 string")
-    if value.startswith("data:") and "," in value:
-        value = value.split(",", 1)[1]  # a data URL
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(422, "invalid_request", f"{where}: not valid base64") from None
-
-
-class Inputs:
-    """A request's images (raw bytes by field) and plain fields, from multipart or JSON."""
-
-    def __init__(self, images: dict[str, list[bytes]], fields: dict[str, object]):
-        self.images, self.fields = images, fields
-
-    def image(self, name: str) -> bytes:
-        found = self.images.get(name)
-        if not found:
-            raise ApiError(422, "invalid_request", f"'{name}': an image is required")
-        if len(found) > 1:
-            raise ApiError(422, "invalid_request", f"'{name}': expected one image, got {len(found)}")
-        return found[0]
-
-    def flag(self, name: str) -> bool:
-        v = self.fields.get(name, False)
-        if isinstance(v, bool):
-            return v
-        if isinstance(v, str) and v.lower() in ("1", "true", "yes", "0", "false", "no", ""):
-            return v.lower() in ("1", "true", "yes")
-        raise ApiError(422, "invalid_request", f"'{name}': expected true or false")
-
-    def integer(self, name: str, default: int, lo: int, hi: int) -> int:
-        v = self.fields.get(name, default)
-        try:
-            n = int(v) if not isinstance(v, bool) and not isinstance(v, float) else None
-        except (TypeError, ValueError):
-            n = None
-        if n is None or not lo <= n <= hi:
-            raise ApiError(422, "invalid_request", f"'{name}': expected an integer in [{lo}, {hi}]")
-        return n
-
-    def text(self, name: str, choices=None, default=None) -> str:
-        v = self.fields.get(name, default)
-        if not isinstance(v, str) or (choices and v not in choices):
-            want = f"one of {', '.join(choices)}" if choices else "a string"
-            raise ApiError(422, "invalid_request", f"'{name}': expected {want}")
-        return v
-
-
-async def read_inputs(request, image_fields: tuple[str, ...]) -> Inputs:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    images: dict[str, list[bytes]] = {}
-    fields: dict[str, object] = {}
-    if ctype == "multipart/form-data":
-        from starlette.datastructures import UploadFile
-
-        try:
-            form = await request.form(max_files=64, max_fields=64)
-        except Exception as e:  # a malformed multipart body
-            raise ApiError(400, "bad_request", f"malformed multipart body: {type(e).__name__}") from None
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                images.setdefault(key, []).append(await value.read())
-            elif key in image_fields:
-                images.setdefault(key, []).append(_b64(value, key))
-            else:
-                fields[key] = value
-    elif ctype == "application/json":
-        try:
-            data = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "bad_request", "body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise ApiError(422, "invalid_request", "body: expected a JSON object")
-        for key, value in data.items():
-            if key in image_fields:
-                values = value if isinstance(value, list) else [value]
-                images[key] = [_b64(v, key) for v in values]
-            else:
-                fields[key] = value
-    else:
-        raise ApiError(415, "unsupported_media_type",
-                       "send multipart/form-data (file uploads) or application/json (base64 images)")
-    return Inputs(images, fields)
-
-
 # ------------------------------------------------------------------------------------- the app
 
 
 class FaceService:
-    """What the endpoints call: one analyzer behind a lock, one gallery."""
+    """What the endpoints call: one analyzer, ``max_decodes`` image slots, one embedding batcher
+    (:class:`~faceforge.deploy.batching.MicroBatcher`), one gallery."""
 
     def __init__(self, config: ServiceConfig, analyzer=None):
+        from faceforge.deploy.batching import MicroBatcher
         from faceforge.deploy.commands import analyzer_model_id, load_analyzer
         from faceforge.deploy.gallery import Gallery
 
@@ -285,23 +125,112 @@ class FaceService:
         self.model_id = analyzer_model_id(self.analyzer)
         self.gallery = Gallery(config.gallery)
         if self.gallery.model_id != self.model_id:
+            self.gallery.close()
             raise UserError(f"--gallery {config.gallery}: made with model {self.gallery.model_id}, "
                             f"but --model is {self.model_id}")
-        self._infer = threading.Lock()
+        self._slots = threading.BoundedSemaphore(int(config.max_decodes))
+        # the slots' work runs on max_decodes threads of its own: the allocator keeps freed buffers per
+        # thread (glibc arenas), so big images touched by every request thread would grow the resident
+        # set with the number of threads, not with the number of slots
+        self._image_threads = ThreadPoolExecutor(int(config.max_decodes),
+                                                 thread_name_prefix="faceforge-image")
+        self._count = threading.Lock()
+        self.decoding = 0  # uploads in an image slot now (never more than max_decodes)
+        self.peak_decoding = 0
+        self.preparing = 0  # requests before the embedding stage (the batcher waits for them)
+        self.on_decode = None  # a hook (tests): called with the number of uploads in a slot
+        self.batcher = MicroBatcher(self.analyzer.embed_crops, config.batch_window_ms / 1000,
+                                    config.max_batch, upstream=lambda: self.preparing)
+        secrets = {str(config.gallery), str(Path(config.gallery).resolve()), str(config.model)}
+        self._hidden = sorted((p for p in secrets if len(p) > 1), key=len, reverse=True)
 
-    def image(self, data: bytes, where: str) -> np.ndarray:
-        return decode_upload(data, self.config.max_pixels, where)
+    def public(self, message: str) -> str:
+        """A message with the server's paths replaced (what a client may see)."""
+        for p in self._hidden:
+            message = message.replace(p, "<server path>")
+        return message
 
-    def faces(self, img: np.ndarray, aligned: bool, all_faces: bool = False, where: str = "image") -> list:
-        from faceforge.deploy.commands import faces_in
+    def _check_crop(self, w: int, h: int, where: str) -> None:
+        mh, mw = (int(v) for v in self.analyzer.card.input_size)
+        tol = self.config.aligned_tolerance
+        if not any(abs(h / sh - 1) <= tol and abs(w / sw - 1) <= tol for sh, sw in {(mh, mw), (112, 112)}):
+            raise ApiError(422, "not_a_crop", f"{where}: {w}x{h} is not an aligned crop for this model "
+                           f"(expected about {mw}x{mh}); send aligned=false to detect the face")
 
-        with self._infer:
-            faces = faces_in(self.analyzer, img, aligned, all_faces)
-        if not faces:
-            raise ApiError(422, "no_face", f"{where}: no face found")
-        return faces
+    @contextlib.contextmanager
+    def _slot(self):
+        with self._slots:
+            with self._count:
+                self.decoding += 1
+                self.peak_decoding = max(self.peak_decoding, self.decoding)
+                active = self.decoding
+            try:
+                if self.on_decode is not None:
+                    self.on_decode(active)
+                yield
+            finally:
+                with self._count:
+                    self.decoding -= 1
+
+    def crops(self, data: bytes, where: str, aligned: bool, all_faces: bool = False, single: bool = False):
+        """(faces, aligned crops [F, H, W, 3]) of one upload: decoded, detected and aligned in an image
+        slot; the decoded image is gone when this returns. ``single``: several faces are a 422."""
+        w, h = header_size(data, self.config.max_pixels, where)
+        if aligned:
+            self._check_crop(w, h, where)
+        job = self._image_threads.submit(self._decode_detect, data, where, aligned, all_faces, single)
+        return job.result()
+
+    def _decode_detect(self, data: bytes, where: str, aligned: bool, all_faces: bool, single: bool):
+        from faceforge.deploy.commands import aligned_crop
+        from faceforge.io.images import CorruptImage, decode_image
+
+        with self._slot():
+            try:
+                img = decode_image(data, where)
+            except CorruptImage:
+                raise ApiError(415, "not_an_image", f"{where}: cannot be decoded") from None
+            if aligned:
+                face, crop = aligned_crop(self.analyzer, img)
+                return [face], crop[None]
+            faces = self.analyzer.detect(img)
+            if not faces:
+                raise ApiError(422, "no_face", f"{where}: no face found")
+            if single and len(faces) > 1:
+                raise ApiError(422, "several_faces", f"{where}: {len(faces)} faces found; send a photo of "
+                               "one person, or set largest_face=true to enrol the largest")
+            if not all_faces or single:
+                faces = [max(faces, key=lambda f: f.width * f.height)]
+            return faces, np.stack([self.analyzer.align(img, f) for f in faces])
+
+    def faces(self, uploads: list[tuple[bytes, str]], aligned: bool, all_faces: bool = False,
+              single: bool = False) -> list[list]:
+        """Each upload's faces with ``.embedding``; all their crops go to the batcher together."""
+        with self._count:
+            self.preparing += 1
+        left = False
+
+        def leave():
+            nonlocal left
+            if not left:
+                left = True
+                with self._count:
+                    self.preparing -= 1
+
+        try:
+            prepared = [self.crops(d, where, aligned, all_faces, single) for d, where in uploads]
+            embs = self.batcher.embed(np.concatenate([c for _, c in prepared]), queued=leave)
+        finally:
+            leave()
+        k = 0
+        for faces, _ in prepared:
+            for f in faces:
+                f.embedding, k = embs[k], k + 1
+        return [faces for faces, _ in prepared]
 
     def close(self) -> None:
+        self.batcher.close()
+        self._image_threads.shutdown(wait=True)
         self.gallery.close()
 
 
@@ -316,6 +245,7 @@ def create_app(config: ServiceConfig, analyzer=None):
     from starlette.exceptions import HTTPException
 
     from faceforge.deploy.commands import _face_record, identify_faces, verify_faces
+    from faceforge.deploy.gallery_records import IDENTITY_RULE
 
     if not config.insecure_no_auth and not config.api_key:
         raise UserError("serve: an API key is required (set it in the --api-key-env variable), "
@@ -343,7 +273,7 @@ def create_app(config: ServiceConfig, analyzer=None):
 
     @app.exception_handler(UserError)
     async def _user_error(request, exc: UserError):
-        return err(422, "invalid_request", str(exc))
+        return err(422, "invalid_request", service.public(str(exc)))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request, exc: RequestValidationError):
@@ -380,7 +310,7 @@ def create_app(config: ServiceConfig, analyzer=None):
         data, aligned, all_faces = inp.image("image"), inp.flag("aligned"), inp.flag("all_faces")
 
         def work():
-            faces = service.faces(service.image(data, "image"), aligned, all_faces)
+            faces = service.faces([(data, "image")], aligned, all_faces)[0]
             return [_face_record(f, embedding=[round(float(v), 6) for v in f.embedding]) for f in faces]
 
         return {"model_id": service.model_id, "faces": await run_in_threadpool(work)}
@@ -392,8 +322,7 @@ def create_app(config: ServiceConfig, analyzer=None):
         da, db, aligned = inp.image("a"), inp.image("b"), inp.flag("aligned")
 
         def work():
-            fa = service.faces(service.image(da, "a"), aligned, where="a")[0]
-            fb = service.faces(service.image(db, "b"), aligned, where="b")[0]
+            fa, fb = (f[0] for f in service.faces([(da, "a"), (db, "b")], aligned))
             return verify_faces(service.analyzer, fa, fb)
 
         return await run_in_threadpool(work)
@@ -409,17 +338,23 @@ def create_app(config: ServiceConfig, analyzer=None):
         group = inp.text("group", ("max", "mean"), "max")
 
         def work():
-            faces = service.faces(service.image(data, "image"), aligned, all_faces)
-            return identify_faces(service.gallery, service.analyzer, faces, k, group)
+            faces = service.faces([(data, "image")], aligned, all_faces)[0]
+            found = identify_faces(service.gallery, service.analyzer, faces, k, group)
+            for face in found:
+                for m in face["matches"]:
+                    m.pop("best_source", None)  # a server path when the gallery was enrolled from files
+            return found
 
         return {"faces": await run_in_threadpool(work)}
 
     @app.post("/v1/gallery/enroll", openapi_extra=body_doc(
-        {"identity": "identity id (opaque string)", "image": "one image (repeatable in multipart)",
-         "images": "several images (JSON list of base64 strings)", "aligned": "images are aligned crops"},
+        {"identity": f"identity id: {IDENTITY_RULE}", "image": "one image (repeatable in multipart)",
+         "images": "several images (JSON list of base64 strings)", "aligned": "images are aligned crops",
+         "largest_face": "enrol the largest face of a photo with several (default: refuse it)"},
         ("image", "images")))
     async def enroll(request: Request, _=key_doc):
         from faceforge.deploy.gallery import check_identity
+        from faceforge.deploy.gallery_records import content_hash
 
         inp = await read_inputs(request, ("image", "images"))
         identity = check_identity(inp.text("identity"))
@@ -428,24 +363,31 @@ def create_app(config: ServiceConfig, analyzer=None):
             raise ApiError(422, "invalid_request", "'image': at least one image is required")
         if len(blobs) > service.config.max_images:
             raise ApiError(422, "invalid_request", f"at most {service.config.max_images} images per request")
-        aligned = inp.flag("aligned")
+        aligned, largest = inp.flag("aligned"), inp.flag("largest_face")
 
         def work():
-            rows, sources = [], []
-            for i, data in enumerate(blobs):
-                face = service.faces(service.image(data, f"image {i}"), aligned, where=f"image {i}")[0]
-                rows.append(face.embedding)
-                sources.append(f"api:sha1:{hashlib.sha1(data).hexdigest()[:16]}")
-            ids = service.gallery.enroll(identity, np.stack(rows), sources, model=service.model_id)
-            return {"identity": identity, "vector_ids": ids, "enrolled": len(ids)}
+            hashes = [content_hash(b) for b in blobs]
+            held = service.gallery.enrolled_contents(identity, hashes)
+            todo = {}  # content -> (bytes, where): new images, each once
+            for i, (data, c) in enumerate(zip(blobs, hashes)):
+                if c not in held and c not in todo:
+                    todo[c] = (data, f"image {i}")
+            ids = []
+            if todo:
+                faces = service.faces(list(todo.values()), aligned, single=not largest)
+                ids = service.gallery.enroll(identity, np.stack([f[0].embedding for f in faces]),
+                                             [f"api:sha256:{c[:16]}" for c in todo], model=service.model_id,
+                                             contents=list(todo))
+            return {"identity": identity, "vector_ids": ids, "enrolled": len(ids),
+                    "already": len(blobs) - len(ids)}
 
         return await run_in_threadpool(work)
 
-    @app.delete("/v1/gallery/{identity}")
+    @app.delete("/v1/gallery/{identity:path}")
     async def remove(identity: str, _=key_doc):
-        from faceforge.deploy.gallery import check_identity
+        from faceforge.deploy.gallery_records import check_stored_identity
 
-        check_identity(identity)
+        identity = check_stored_identity(identity)  # ids of older galleries too (a '/' included)
         n = await run_in_threadpool(service.gallery.remove, identity)
         if n == 0:
             raise ApiError(404, "not_found", "no such identity")
@@ -457,34 +399,64 @@ def create_app(config: ServiceConfig, analyzer=None):
         info.pop("path", None)  # the server's file layout is not the client's business
         return info
 
-    return Guard(app, config.api_key if not config.insecure_no_auth else None, config.max_body_bytes)
+    guard = Guard(app, config.api_key if not config.insecure_no_auth else None, config.max_body_bytes)
+    guard.service = service
+    return guard
 
 
 # ------------------------------------------------------------------------------------- running
 
 
-def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8080) -> None:
-    import uvicorn
+def _server(app, log_level: str):
+    from faceforge.deploy.connections import make_server
 
-    app = create_app(config)
-    if config.insecure_no_auth and host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("serving WITHOUT authentication on %s", host)
-    uvicorn.run(app, host=host, port=int(port), log_level="info", limit_concurrency=256, timeout_keep_alive=5)
+    c = app.service.config
+    return make_server(app, header_timeout=c.header_timeout, body_timeout=c.body_timeout,
+                       keep_alive=c.keep_alive, per_client=c.max_connections_per_client,
+                       max_connections=c.max_connections, log_level=log_level)
+
+
+def listen_socket(host: str, port) -> socket.socket:
+    """The bound socket for ``--host``/``--port``; every way it can fail is a one-line UserError."""
+    from faceforge.deploy.connections import bind
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise UserError(f"--port {port}: expected a port number in 1-65535")
+    try:
+        return bind(host, port)
+    except socket.gaierror as e:
+        raise UserError(f"--host {host}: cannot resolve it ({e.strerror})") from None
+    except (OSError, OverflowError, UnicodeError) as e:
+        raise UserError(f"--host {host} --port {port}: cannot listen there "
+                        f"({getattr(e, 'strerror', None) or e})") from None
+
+
+def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8080) -> None:
+    from faceforge.deploy.connections import is_loopback
+
+    if config.insecure_no_auth and not is_loopback(host):
+        raise UserError(f"--host {host}: --insecure-no-auth serves only a loopback address (127.0.0.1, "
+                        "::1, localhost); set an API key to serve other hosts")
+    sock = listen_socket(host, port)
+    try:
+        server = _server(create_app(config), "info")
+        shown = f"[{host}]" if ":" in host else host
+        logging.getLogger("uvicorn.error").info("faceforge serving on http://%s:%d", shown, port)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 class BackgroundServer:
-    """uvicorn on a free loopback port in a thread: ``with BackgroundServer(app) as url: ...``."""
+    """The service on a free loopback port in a thread: ``with BackgroundServer(app) as url: ...``
+    (``app`` from :func:`create_app`; its config's connection limits apply)."""
 
     def __init__(self, app, host: str = "127.0.0.1"):
-        import socket
+        from faceforge.deploy.connections import bind
 
-        import uvicorn
-
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
+        self.sock = bind(host, 0)
         self.url = f"http://{host}:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.server = _server(app, "warning")
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> str:
