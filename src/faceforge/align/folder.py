@@ -190,9 +190,7 @@ def align_folder(
         raise UserError(f"--workers: must be >= 0 (0 = one per CPU core), got {workers}")
     workers = int(workers) or (os.cpu_count() or 1)
     src_path, dst_path = check_output_tree(Path(src), Path(dst))
-    files, labels, names = list_identity_folder(src_path)
-    if not files:
-        raise UserError(f"align source: no images under {src} (expected SRC/<identity>/<image>)")
+    files, labels, names = list_identity_folder(src_path, "align")
 
     tasks, skipped = [], 0
     for f in files:

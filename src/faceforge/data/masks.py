@@ -207,9 +207,7 @@ def mask_folder(
     from faceforge.io.progress import Progress
 
     src_path, dst_path = check_output_tree(Path(src), Path(dst), "mask")
-    files, _, names = list_identity_folder(src_path)
-    if not files:
-        raise UserError(f"mask source: no images under {src} (expected SRC/<identity>/<image>)")
+    files, _, names = list_identity_folder(src_path, "mask")
     tex = load_textures(textures) if textures else None
     counts = {"images": len(files), "identities": len(names), "masked": 0, "skipped_existing": 0,
               "corrupt": 0}
