@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from faceforge.cli._common import bounded
+
 DETECTOR_HELP = "face detector: retinaface (default) or mtcnn"
 
 
@@ -48,7 +50,7 @@ def add_commands(sub) -> None:
     p.add_argument("--template", default="arcface",
                    help="alignment template: arcface (112x112) or sphereface (112x96)")
     p.add_argument("--size", default=None, metavar="HxW", help="output size, default the template's own")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=bounded(int, 0), default=1,
                    help="processes, one detector each; 0 = one per CPU core (default 1)")
     p.add_argument("--multi", default="largest_center", choices=["largest_center", "largest", "skip", "all"],
                    help="images with several faces: keep the largest face nearest the centre (default), "

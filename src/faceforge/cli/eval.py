@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from faceforge.cli._common import add_device_option, add_group, resolve_device
+from faceforge.cli._common import add_device_option, add_group, bounded, resolve_device
 
 
 def _model_options(p, repeat_help: str = "concatenated (each L2-normalised)") -> None:
@@ -19,8 +19,8 @@ def _model_options(p, repeat_help: str = "concatenated (each L2-normalised)") ->
     p.add_argument(
         "--flip", choices=("sum", "concat", "none"), default="sum", help="test-time flip (default sum)"
     )
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=0, help="image-reading worker processes")
+    p.add_argument("--batch-size", type=bounded(int, 1), default=64)
+    p.add_argument("--workers", type=bounded(int, 0), default=0, help="image-reading worker processes")
     p.add_argument("--out", metavar="DIR", help="write results (JSON, plots) and the embedding cache here")
     add_device_option(p)
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 
+from faceforge.cli._common import bounded, device_name
+
 
 def model_options(p, threshold: bool = False) -> None:
     """Options every inference command shares (also used by ``gallery`` and ``serve``)."""
     p.add_argument("--model", required=True,
                    help="model: faceforge checkpoint (.ckpt/.pt), ONNX or TorchScript")
     p.add_argument("--detector", default="retinaface", help="face detector: retinaface (default) or mtcnn")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu (default) or cuda")
     if threshold:
-        p.add_argument("--threshold", type=float, default=None,
+        p.add_argument("--threshold", type=bounded(float, -1.0, 1.0), default=None,
                        help="'same person' cosine threshold (default: the model's calibrated one)")
 
 
@@ -47,7 +49,7 @@ def add_commands(sub) -> None:
                        description="Search a gallery (see 'faceforge gallery') for the probe's largest face.")
     p.add_argument("probe", help="probe image")
     p.add_argument("--gallery", required=True, help="gallery folder")
-    p.add_argument("--top-k", type=int, default=5, help="identities to list (default 5)")
+    p.add_argument("--top-k", type=bounded(int, 1), default=5, help="identities to list (default 5)")
     p.add_argument("--group", default="max", choices=["max", "mean"],
                    help="identity score: best image (max, default) or mean over its images")
     p.add_argument("--all-faces", action="store_true", help="every face (default: the largest)")

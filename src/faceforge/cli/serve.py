@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from faceforge.cli._common import bounded
 from faceforge.cli.infer import model_options
 
 
@@ -14,15 +15,28 @@ def add_commands(sub) -> None:
     p.add_argument("--gallery", required=True, help="gallery folder (see 'faceforge gallery create')")
     model_options(p, threshold=True)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--port", type=bounded(int, 1, 65535), default=8080, help="port (default 8080)")
     p.add_argument("--api-key-env", default="FACEFORGE_API_KEY",
                    help="environment variable holding the API key (default FACEFORGE_API_KEY)")
     p.add_argument("--insecure-no-auth", action="store_true",
                    help="serve without an API key (only for a trusted loopback setup)")
-    p.add_argument("--max-body-mb", type=float, default=10.0, help="request body limit in MB (default 10)")
-    p.add_argument("--max-pixels", type=int, default=40_000_000,
+    p.add_argument("--max-body-mb", type=bounded(float, 0, open_low=True), default=10.0,
+                   help="request body limit in MB (default 10)")
+    p.add_argument("--max-pixels", type=bounded(int, 1), default=40_000_000,
                    help="largest image accepted, in pixels (default 40000000)")
     p.set_defaults(func=run_serve)
+
+
+def check_host(host: str, port: int) -> None:
+    """An address that cannot be resolved is a one-line error before the model is loaded."""
+    import socket
+
+    from faceforge.errors import UserError
+
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise UserError(f"--host: cannot resolve '{host}' ({getattr(e, 'strerror', None) or e})") from None
 
 
 def run_serve(args) -> int:
@@ -37,6 +51,7 @@ def run_serve(args) -> int:
         raise UserError(f"--api-key-env: the key in ${args.api_key_env} is too short (use 16+ characters)")
     if args.max_body_mb <= 0 or args.max_pixels <= 0:
         raise UserError("--max-body-mb and --max-pixels must be positive")
+    check_host(args.host, args.port)
     config = ServiceConfig(
         gallery=check_gallery_path(args.gallery), model=args.model, api_key=key,
         insecure_no_auth=args.insecure_no_auth and key is None,
