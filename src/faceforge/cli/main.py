@@ -29,6 +29,11 @@ def os_error_message(e: OSError) -> str:
     """``<path>: <reason>`` for an OS error a user can cause (a path under a regular file,
     permission denied, a full disk, an unresolvable host)."""
     reason = e.strerror or str(e) or type(e).__name__
+    if isinstance(e, (FileExistsError, NotADirectoryError)) and e.filename is not None:
+        import os.path
+
+        if os.path.isfile(e.filename) or isinstance(e, NotADirectoryError):
+            reason = "a folder is needed here, but the path (or a parent of it) is a regular file"
     if getattr(e, "filename", None) is not None:
         target = f"{e.filename} -> {e.filename2}" if getattr(e, "filename2", None) else str(e.filename)
         return f"{target}: {reason}"

@@ -57,7 +57,10 @@ def identify(
 ) -> dict[str, Any]:
     """Rank-k identification rates and the CMC curve (rates at rank 1..max_rank)."""
     if len(gallery) == 0 or len(probe) == 0:
-        raise UserError("identification: the gallery and the probe set must both hold images")
+        raise UserError(
+            f"identification: 0 usable images in the {'gallery' if len(gallery) == 0 else 'probe set'} "
+            "(every image there is missing or cannot be decoded)"
+        )
     scores, ids = identity_scores(probe, gallery, gallery_labels)
     probe_labels = np.asarray(probe_labels)
     col = np.searchsorted(ids, probe_labels)
