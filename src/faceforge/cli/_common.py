@@ -32,28 +32,13 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 def device_name(text: str) -> str:
     """argparse type for ``--device``: cpu, auto, cuda or cuda:N that exists on this machine."""
-    name = text.strip().lower()
-    if name in ("cpu", "auto"):
-        return name
-    if name == "mps" or name.startswith("cuda"):
-        import torch
+    from faceforge.distributed import check_device
+    from faceforge.errors import UserError
 
-        if name == "mps":
-            if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-                raise argparse.ArgumentTypeError("mps is not available on this machine")
-            return name
-        index = name.removeprefix("cuda").removeprefix(":")
-        if name not in ("cuda",) and not (name.startswith("cuda:") and index.isdigit()):
-            raise argparse.ArgumentTypeError(f"'{text}' is not a device (cpu, cuda, cuda:N or auto)")
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise argparse.ArgumentTypeError(f"'{text}': this build/machine has no CUDA device (use cpu)")
-        if index and int(index) >= count:
-            raise argparse.ArgumentTypeError(
-                f"'{text}': only {count} CUDA device(s), cuda:0..cuda:{count - 1}"
-            )
-        return name
-    raise argparse.ArgumentTypeError(f"'{text}' is not a device (cpu, cuda, cuda:N or auto)")
+    try:
+        return check_device(text, "device")
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("device: ")) from None
 
 
 def bounded(kind: type, low: float | None = None, high: float | None = None, open_low: bool = False):

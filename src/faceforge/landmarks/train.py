@@ -167,10 +167,13 @@ def train(cfg: LandmarkConfig, quiet: bool = False) -> dict:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
+    from faceforge.distributed import check_device
+
+    name = check_device(cfg.device, "device")
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                          ("cpu" if name == "auto" else name))
     d = cfg.data
     if cfg.model.init:
         net = load_landmark_model(cfg.model.init)

@@ -65,6 +65,7 @@ def _seed_everything(seed: int) -> None:
 
 
 def _device(name: str) -> torch.device:
+    name = D.check_device(name, "device")
     if name == "auto":
         name = f"cuda:{D.local_rank()}" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
