@@ -61,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help/--version exit 0 as argparse does; an error is returned as 2
+        if e.code in (0, None):
+            raise
+        return int(e.code) if isinstance(e.code, int) else 2
     if not getattr(args, "func", None):
         # a command group given without its sub-command prints that group's help
         (getattr(args, "_group_parser", None) or parser).print_help()
