@@ -115,6 +115,19 @@ def test_rng_state_is_plain_and_exact(tmp_path):
     assert (random.random(), np.random.normal(), np.random.random(), torch.rand(1).item()) == expected
 
 
+def test_checkpoint_with_numpy_rng_state_from_before_still_loads(tmp_path):
+    """Files written before RNG state became tensors hold numpy arrays: data, so still allowed."""
+    np.random.seed(5)
+    old = {"format": FORMAT, "version": 1, "metrics": {"acc": np.float64(0.25)},
+           "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                   "python": random.getstate()}}
+    torch.save(old, tmp_path / "old.ckpt")
+    expected = np.random.random()
+    obj = read_checkpoint(tmp_path / "old.ckpt")
+    set_rng_state(obj["rng"])
+    assert np.random.random() == expected and float(obj["metrics"]["acc"]) == 0.25
+
+
 # --------------------------------------------------------------------------------------------
 # InsightFace .bin
 

@@ -132,7 +132,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` returned."""
     torch.set_rng_state(state["torch"])
     kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)  # older files: ndarray
+    np.random.set_state((kind, keys.astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
 
@@ -142,12 +143,26 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(e).__name__
 
 
+def _numpy_data_globals() -> list:
+    """numpy's array/scalar reconstructors and dtypes: pure data, found in checkpoints written before
+    RNG state was stored as tensors (``np.random.get_state()``, ``np.float64`` metrics). Allowing
+    them keeps those files loadable under ``weights_only`` without allowing any code."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray
+    dtypes = [type(np.dtype(t)) for t in (np.uint8, np.uint32, np.int32, np.int64, np.float32, np.float64,
+                                          np.bool_)]
+    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtypes]
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_data_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, foreign, or holding code (refused by weights_only)
         raise UserError(
             f"{path}: not a readable checkpoint, refused ({type(e).__name__}: {_first_line(e)})"
