@@ -271,6 +271,12 @@ def test_header_bomb_is_refused_before_decoding():
         decode_image(bomb, "bomb.png")
 
 
+def test_formats_without_a_checked_header_are_refused():
+    hdr = cv2.imencode(".hdr", np.zeros((4, 4, 3), np.float32))[1].tobytes()
+    with pytest.raises(CorruptImage, match="not a supported image format"):
+        decode_image(hdr, "x.hdr")
+
+
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".webp", ".tiff", ".ppm", ".pgm"])
 def test_header_size_matches_decoder(ext):
     img = np.random.default_rng(1).integers(0, 255, (37, 53, 3), dtype=np.uint8)

@@ -8,7 +8,8 @@ Before anything is decoded, the width and height are read from the header (:func
 PNG, JPEG, GIF, BMP, WebP, TIFF, PNM parsed by hand) and an image over the pixel limit is refused,
 so a 177-byte PNG that declares 100000x100000 never reaches a decoder. The limit defaults to the
 HTTP service's (40 megapixels); ``FACEFORGE_MAX_PIXELS`` or :func:`set_max_pixels` change it.
-Every decoder failure (``cv2.error`` included) becomes :class:`CorruptImage`.
+Every decoder failure (``cv2.error`` included) becomes :class:`CorruptImage`, and so does a format
+whose header is not parsed here (OpenCV's other decoders would allocate whatever they declare).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import struct
 import numpy as np
 
 DEFAULT_MAX_PIXELS = 40_000_000
+SUPPORTED = "JPEG, PNG, GIF, BMP, WebP, TIFF or PNM"
 _max_pixels: int | None = None
 
 
@@ -196,8 +198,9 @@ def decode_raw(data: bytes, where: str = "", flags: int | None = None) -> np.nda
     if not data:
         raise CorruptImage(f"{where}: empty file".lstrip(": "))
     size = image_size(data)
-    if size is not None:
-        check_size(*size, where=where)
+    if size is None:  # a decoder whose header is not checked here would allocate what it declares
+        raise CorruptImage(f"{where}: not a supported image format ({SUPPORTED})".lstrip(": "))
+    check_size(*size, where=where)
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED if flags is None else flags)
@@ -206,8 +209,6 @@ def decode_raw(data: bytes, where: str = "", flags: int | None = None) -> np.nda
         raise CorruptImage(f"cannot decode image {where}: {reason}".strip()) from None
     if img is None or img.size == 0:
         raise CorruptImage(f"cannot decode image {where}".strip())
-    if size is None:  # a format whose header is not parsed here: check what was decoded
-        check_size(img.shape[1], img.shape[0], where)
     return img
 
 
