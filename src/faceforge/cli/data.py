@@ -50,7 +50,8 @@ def _merge(args) -> int:
     r = merge(args.paths[:-1], args.paths[-1], threshold=args.threshold,
               by_name=not args.no_name, mapping=args.mapping, embedder=embedder)
     print(f"merge: {r['identities_in']} identities from {len(r['sources'])} sources -> "
-          f"{r['identities_out']} identities, {r['images']} images ({r['merged_by_name']} matched by name, "
+          f"{r['identities_out']} identities, {r['images']} images, {r['corrupt']} unreadable skipped "
+          f"({r['merged_by_name']} matched by name, "
           f"{len(r['embedding_pairs'])} pairs by embedding); mapping: {r['mapping']}")
     return 0
 

@@ -157,4 +157,5 @@ def summary(result: dict) -> str:
     b, a = result["before"], result["after"]
     acts = ", ".join(f"{k}: {v}" for k, v in sorted(result["actions"].items()))
     return (f"balance: {b['images']} images / {b['identities']} identities -> {a['images']} images / "
-            f"{a['identities']} identities (identities per action: {acts}); report: {result['report']}")
+            f"{a['identities']} identities, {result['corrupt']} unreadable skipped (identities per action: "
+            f"{acts}); report: {result['report']}")
