@@ -319,3 +319,20 @@ def test_broken_pipe_exits_quietly(monkeypatch, capsys):
     monkeypatch.setattr(models, "_models", flood)
     assert main(["models"]) == 141
     assert capsys.readouterr().err == ""
+
+
+def test_closed_stdout_pipe_is_quiet():
+    """`faceforge models | head -0`: the reader is gone before anything is written."""
+    import os
+    import subprocess
+    import sys
+
+    r, wfd = os.pipe()
+    os.close(r)  # a pipe without a reader: every write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "faceforge", "models"], stdout=wfd,
+                              stderr=subprocess.PIPE, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    finally:
+        os.close(wfd)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr
