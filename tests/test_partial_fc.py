@@ -14,7 +14,8 @@ import torch.distributed as dist
 from torch import nn
 
 from faceforge.models.heads.arcface import ArcFace
-from faceforge.models.heads.classifier import PartialFC, gather_shards, shard_range
+from faceforge.models.heads.circleloss import CircleLoss
+from faceforge.models.heads.classifier import PartialFC, _DistSoftmaxCE, gather_shards, shard_range
 from launch import spawn
 
 C, D_EMB, B_GLOBAL = 11, 16, 8
@@ -34,10 +35,15 @@ def _inputs():
     return x, y, w
 
 
-def _single(sample_rate=1.0):
+def _margin(name="arcface"):
+    # circleloss at gamma 256 makes rows whose loss is far above the old cap of -log(1e-30) = 69.08
+    return CircleLoss(m=0.25, gamma=256.0) if name == "circleloss" else ArcFace(s=16, m=0.3)
+
+
+def _single(sample_rate=1.0, margin="arcface"):
     x, y, w = _inputs()
     net = _backbone()
-    pfc = PartialFC(ArcFace(s=16, m=0.3), D_EMB, C, sample_rate)
+    pfc = PartialFC(_margin(margin), D_EMB, C, sample_rate)
     with torch.no_grad():
         pfc.weight.copy_(w)
     out = pfc(net(x), y)
@@ -45,13 +51,13 @@ def _single(sample_rate=1.0):
     return out["loss"].item(), [p.grad.clone() for p in net.parameters()], pfc.weight.grad.clone()
 
 
-def _worker(rank, world, init_file, result_file):
+def _worker(rank, world, init_file, result_file, margin="arcface"):
     # a file:// rendezvous in the test's own tmp_path: no port to collide with a concurrent run
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     torch.set_num_threads(1)
     x, y, w = _inputs()
     net = nn.parallel.DistributedDataParallel(_backbone())
-    pfc = PartialFC(ArcFace(s=16, m=0.3), D_EMB, C, 1.0)
+    pfc = PartialFC(_margin(margin), D_EMB, C, 1.0)
     assert (pfc.class_start, pfc.class_end) == shard_range(C, rank, world)
     with torch.no_grad():
         pfc.weight.copy_(w[pfc.class_start : pfc.class_end])
@@ -113,3 +119,58 @@ def test_single_process_matches_plain_cross_entropy(rate):
     cos = torch.nn.functional.normalize(emb) @ torch.nn.functional.normalize(w).t()
     ref = torch.nn.functional.cross_entropy(ArcFace(s=16, m=0.3)(cos.clamp(-1, 1), y), y)
     assert abs(pfc(emb, y)["loss"].item() - ref.item()) < 1e-5
+
+
+def _rowloop_loss(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean of log(sum_j exp(l_j)) - l_target, one row at a time in float64."""
+    total = 0.0
+    for row, y in zip(logits.double(), labels.tolist()):
+        top = row.max()
+        total += (top + torch.log(torch.exp(row - top).sum()) - row[y]).item()
+    return total / len(labels)
+
+
+def _hard_reference():
+    """The float64 loss of :func:`_single` with circleloss, recomputed from the same tensors."""
+    x, y, w = _inputs()
+    emb = _backbone()(x).detach().double()
+    cos = (torch.nn.functional.normalize(emb) @ torch.nn.functional.normalize(w.double()).t()).clamp(-1, 1)
+    return _rowloop_loss(_margin("circleloss")(cos, y), y)
+
+
+def test_hard_rows_report_their_true_loss():
+    # a row whose target logit is 200 below the best other logit: the loss is ~200, not 69.08
+    logits = torch.tensor([[0.0, 200.0, 3.0], [5.0, 1.0, 0.0], [-150.0, 0.0, 150.0]], requires_grad=True)
+    labels = torch.tensor([0, 0, 0])
+    loss = _DistSoftmaxCE.apply(logits, labels)
+    ref = _rowloop_loss(logits.detach(), labels)
+    assert ref > 69.08 and abs(loss.item() - ref) <= 1e-5 * ref
+    loss.backward()  # the gradient is the one of plain cross-entropy, as before
+    plain = logits.detach().clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(plain, labels).backward()
+    assert torch.allclose(logits.grad, plain.grad, atol=1e-7, rtol=0)
+
+
+def test_circleloss_at_init_is_not_capped():
+    loss, _, _ = _single(margin="circleloss")
+    ref = _hard_reference()
+    assert ref > 69.08, ref
+    assert abs(loss - ref) <= 1e-5 * ref, (loss, ref)
+
+
+def test_two_process_hard_rows_equal_the_float64_reference(tmp_path):
+    result = tmp_path / "r.pt"
+    spawn(_worker, 2, (2, str(tmp_path / "init"), str(result), "circleloss"))
+    got = torch.load(result)
+    ref = _hard_reference()
+    assert ref > 69.08 and abs(got["loss"] - ref) <= 1e-5 * ref, (got["loss"], ref)
+    loss1, grads1, wgrad1 = _single(margin="circleloss")
+    for a, b in zip(got["grads"], grads1):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), (a - b).abs().max()
+    assert torch.allclose(got["wgrad"], wgrad1, atol=1e-4, rtol=1e-4)
+
+
+def test_sampling_keeps_int_of_rate_times_classes_like_arcface_torch():
+    pfc = PartialFC(ArcFace(s=16, m=0.3), D_EMB, C, sample_rate=0.5)
+    index, _ = pfc._sample(torch.tensor([1, 1, 4]))
+    assert index.numel() == int(0.5 * C) == 5  # ceil would keep 6

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from faceforge.align.select import MULTI_POLICIES, centre_points, check_fallback, pick_faces
 from faceforge.errors import UserError
 from faceforge.io.folders import check_output_tree, output_name
 from faceforge.io.progress import Progress
 
-MULTI_POLICIES = ("largest_center", "largest", "skip", "all")
 REPORT_NAME = "align_report.csv"
 SUMMARY_NAME = "align_summary.json"
 JOURNAL_NAME = ".align_journal.jsonl"
@@ -51,29 +51,6 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return parts[0], parts[1]
 
 
-def pick_faces(faces: list, shape: tuple[int, ...], policy: str) -> list:
-    """The faces to align under ``policy`` when an image holds several.
-
-    ``largest_center`` ranks by area minus twice the squared distance of the box centre from the
-    image centre (InsightFace's ``max_num`` rule), so a large face near the middle wins.
-    """
-    if len(faces) <= 1 or policy == "all":
-        return list(faces)
-    if policy == "skip":
-        return []
-    h, w = shape[:2]
-
-    def rank(face) -> float:
-        x1, y1, x2, y2 = (float(v) for v in face.box)
-        area = (x2 - x1) * (y2 - y1)
-        if policy == "largest":
-            return area
-        dx, dy = (x1 + x2) / 2 - w / 2, (y1 + y2) / 2 - h / 2
-        return area - 2.0 * (dx * dx + dy * dy)
-
-    return [max(faces, key=rank)]
-
-
 def _extra_name(name: str, k: int) -> str:
     p = Path(output_name(name))
     return f"{p.stem}_face{k}{p.suffix}"
@@ -85,7 +62,7 @@ _STATE: dict = {}
 
 
 def _init_worker(detector: str, options: dict, template: str, size, multi: str, border: str,
-                 points_factory=None) -> None:
+                 points_factory=None, fallback: str = "none") -> None:
     import cv2
 
     from faceforge.align.detectors import get_detector
@@ -102,7 +79,8 @@ def _init_worker(detector: str, options: dict, template: str, size, multi: str, 
         points = points_factory()
     _STATE.update(
         detector=get_detector(detector, **options), template=template, size=size, multi=multi, border=border,
-        points=points,
+        points=points, fallback=fallback,
+        fallback_detector=None if fallback in ("none", "center") else get_detector(fallback, threads=1),
     )
 
 
@@ -129,6 +107,17 @@ def _align_one(task: tuple[str, str, str]) -> tuple[str, str, int, str, int]:
     except CorruptImage as e:
         return rel, "corrupt", 0, str(e), 0
     faces = _STATE["detector"].detect(img)
+    if not faces and _STATE.get("fallback_detector") is not None:
+        faces = _STATE["fallback_detector"].detect(img)
+        status_if_found = f"fallback_{_STATE['fallback']}"
+    else:
+        status_if_found = ""
+    if not faces and _STATE.get("fallback") == "center":
+        points = centre_points(img.shape, _STATE["template"])
+        crop = warp_face(img, points, _STATE["template"], _STATE["size"], border=_STATE["border"])
+        out = Path(out_dir) / output_name(Path(src).name)
+        atomic_write_bytes(out, _encode(out, crop))
+        return rel, "fallback_center", 0, "no face found: centred crop", 1
     if not faces:
         return rel, "no_face", 0, "", 0
     chosen = pick_faces(faces, img.shape, _STATE["multi"])
@@ -145,7 +134,7 @@ def _align_one(task: tuple[str, str, str]) -> tuple[str, str, int, str, int]:
         out = Path(out_dir) / (output_name(name) if k == 0 else _extra_name(name, k))
         atomic_write_bytes(out, _encode(out, crop))
         written += 1
-    status = "aligned" if len(faces) == 1 else "several_faces"
+    status = status_if_found or ("aligned" if len(faces) == 1 else "several_faces")
     detail = "" if len(faces) == 1 else f"policy {_STATE['multi']}: kept {written} of {len(faces)}"
     return rel, status, len(faces), detail, written
 
@@ -219,7 +208,8 @@ class _Journal:
         every = Counter(r[1] for k, r in self.rows.items() if k in self.known)
         counts = dict(counts, all_runs={
             "recorded": sum(every.values()),
-            "aligned": every["aligned"] + every["several_faces"],
+            "aligned": every["aligned"] + every["several_faces"] + sum(
+                n for s, n in every.items() if s.startswith("fallback_")),
             "crops_written": sum(r[4] for k, r in self.rows.items() if k in self.known),
             "no_face": every["no_face"],
             "several_faces": every["several_faces"] + every["skipped_multi"],
@@ -244,6 +234,7 @@ def align_folder(
     border: str = "constant",
     progress: bool = False,
     points=None,
+    fallback: str = "none",
 ) -> dict:
     """Align every image of ``src`` into ``dst``; returns the counts also saved in ``align_summary.json``.
 
@@ -254,6 +245,9 @@ def align_folder(
     picklable factory, called once in each worker, returning ``fn(img, box) -> [5, 2]`` (the CLI
     passes :class:`faceforge.landmarks.predict.FivePointRefiner` for ``--landmarks``; align knows
     nothing of landmark models). ``str(points)`` is recorded in the summary.
+    ``fallback`` for an image without a face: ``none`` (reported as ``no_face``), ``center`` (a
+    centred crop, for already-cropped datasets such as LFW: :func:`faceforge.align.select.centre_points`)
+    or another detector's name (tried when the first finds nothing).
     """
     from faceforge.align.transform import TEMPLATES, template_points
     from faceforge.io.folders import list_identity_folder
@@ -261,6 +255,7 @@ def align_folder(
 
     if multi not in MULTI_POLICIES:
         raise UserError(f"--multi: unknown policy '{multi}'; valid: {', '.join(MULTI_POLICIES)}")
+    check_fallback(fallback)
     if template not in TEMPLATES:
         template_points(template)  # raises the UserError listing the templates
     DETECTORS.entry(detector)  # unknown names fail before any work
@@ -282,7 +277,7 @@ def align_folder(
             continue
         tasks.append((f"{f.parent.name}/{f.name}", str(f), str(out_dir)))
     options = dict(detector_options or {})
-    init_args = (detector, options, template, size, multi, border, points)
+    init_args = (detector, options, template, size, multi, border, points, fallback)
     bar = Progress(len(tasks), progress)
     results: list = []
     journal = _Journal(dst_path, {f"{f.parent.name}/{f.name}" for f in files})
@@ -290,7 +285,7 @@ def align_folder(
 
     def counts_so_far() -> dict:
         return _counts(files, names, skipped, results, time.perf_counter() - start, detector, template,
-                       size, multi, workers, points)
+                       size, multi, workers, points, fallback)
 
     def finished(result) -> None:
         results.append(result)
@@ -323,7 +318,7 @@ def align_folder(
 
 
 def _counts(files, names, skipped, results, seconds, detector, template, size, multi, workers,
-            points) -> dict:
+            points, fallback) -> dict:
     """This run's counts (``all_runs`` with the journal's totals is added by the summary)."""
     status = Counter(r[1] for r in results)
     return {
@@ -331,7 +326,9 @@ def _counts(files, names, skipped, results, seconds, detector, template, size, m
         "identities": len(names),
         "skipped_existing": skipped,
         "processed": len(results),
-        "aligned": status["aligned"] + status["several_faces"],
+        "aligned": status["aligned"] + status["several_faces"] + sum(
+            n for s, n in status.items() if s.startswith("fallback_")),
+        "fallback": {s[len("fallback_"):]: n for s, n in status.items() if s.startswith("fallback_")},
         "crops_written": sum(r[4] for r in results),
         "no_face": status["no_face"],
         "several_faces": status["several_faces"] + status["skipped_multi"],
@@ -344,6 +341,7 @@ def _counts(files, names, skipped, results, seconds, detector, template, size, m
         "template": template,
         "size": list(size) if isinstance(size, tuple) else size,
         "multi": multi,
+        "fallback_rule": fallback,
         "workers": int(workers),
         "landmarks": None if points is None else str(points),
     }

@@ -47,14 +47,21 @@ def add_commands(sub) -> None:
     p.add_argument("src", help="source identity-folder tree (never written to)")
     p.add_argument("dst", help="output folder (outside SRC)")
     _detector_options(p)
-    p.add_argument("--template", default="arcface",
-                   help="alignment template: arcface (112x112) or sphereface (112x96)")
+    p.add_argument("--template", default=None,
+                   help="alignment template: arcface (112x112, default) or sphereface (112x96)")
     p.add_argument("--size", default=None, metavar="HxW", help="output size, default the template's own")
+    p.add_argument("--model", default=None, metavar="MODEL",
+                   help="align for this model: its card's template and input size (unless given)")
+    p.add_argument("--card", default=None, metavar="CARD.yaml",
+                   help="align as this model card says (template, input size)")
+    p.add_argument("--fallback", default="none", metavar="RULE",
+                   help="an image without a face: none (report it, default), center (a centred crop, for "
+                   "already-cropped sets such as LFW) or another detector's name (e.g. mtcnn)")
     p.add_argument("--workers", type=bounded(int, 0), default=1,
                    help="processes, one detector each; 0 = one per CPU core (default 1)")
     p.add_argument("--multi", default="largest_center", choices=["largest_center", "largest", "skip", "all"],
                    help="images with several faces: keep the largest face nearest the centre (default), "
-                   "the largest, none, or all")
+                   "the largest, none, or all (the same rule as embed/verify/identify and the SDK)")
     p.add_argument("--border", default="constant", choices=["constant", "replicate"],
                    help="fill outside the photo: black (default, as InsightFace) or replicated edge")
     p.add_argument("--landmarks", metavar="CKPT", default=None,
@@ -76,14 +83,16 @@ def add_commands(sub) -> None:
 
 
 def run_align(args) -> int:
-    from faceforge.align.folder import align_folder, parse_size
+    from faceforge.align.folder import align_folder
 
+    template, size = _geometry(args)
     counts = align_folder(
         args.src,
         args.dst,
         detector=args.detector,
-        template=args.template,
-        size=parse_size(args.size),
+        template=template,
+        size=size,
+        fallback=args.fallback,
         workers=args.workers,
         multi=args.multi,
         detector_options=parse_options(args.det_options),
@@ -108,6 +117,28 @@ def run_detect(args) -> int:
     else:
         print(text)
     return 0
+
+
+def _geometry(args):
+    """(template, size): as given, else from the model's card (``--card`` / ``--model``), else ArcFace."""
+    from faceforge.align.folder import parse_size
+
+    size = parse_size(args.size)
+    if not (args.card or args.model):
+        return args.template or "arcface", size
+    from faceforge.errors import UserError
+
+    if args.model:
+        from faceforge.embed.loading import load_embedder
+
+        card = load_embedder(args.model, "cpu", args.card).card
+    else:
+        from faceforge.embed.card import load_card
+
+        card = load_card(args.card)
+    if card is None or not isinstance(card.template, str) or card.template not in ("arcface", "sphereface"):
+        raise UserError("--card: align needs a named template (arcface or sphereface) in the card")
+    return args.template or card.template, size or tuple(card.input_size)
 
 
 def _refiner(checkpoint):

@@ -46,7 +46,7 @@ def _merge(args) -> int:
     if args.model:
         from faceforge.embed.loading import load_embedder
 
-        embedder = load_embedder(args.model)
+        embedder = load_embedder(args.model, "cpu", args.card)
     r = merge(args.paths[:-1], args.paths[-1], threshold=args.threshold,
               by_name=not args.no_name, mapping=args.mapping, embedder=embedder)
     print(f"merge: {r['identities_in']} identities from {len(r['sources'])} sources -> "
@@ -127,6 +127,7 @@ def add_commands(sub) -> None:
     p = group.add_parser("merge", help="merge identity datasets into one label space")
     p.add_argument("paths", nargs="+", metavar="SRC ... DST", help="two or more sources, then the output")
     p.add_argument("--model", help="a model (checkpoint, ONNX, ...): also merge by mean-embedding similarity")
+    p.add_argument("--card", default=None, metavar="CARD.yaml", help="model card for --model")
     p.add_argument("--threshold", type=bounded(float, -1, 1), default=0.6,
                    help="cosine similarity to merge (0.6)")
     p.add_argument("--no-name", action="store_true", help="do not merge identities with the same name")

@@ -1,24 +1,33 @@
-"""``faceforge eval verify|identify|megaface|suite``: thin commands over ``faceforge.eval``."""
+"""``faceforge eval verify|identify|megaface|suite|ijb``: thin commands over ``faceforge.eval``."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 
 from faceforge.cli._common import add_device_option, add_group, bounded, resolve_device
 
 
-def _model_options(p, repeat_help: str = "concatenated (each L2-normalised)") -> None:
+def _model_options(p, repeat_help: str = "concatenated (each L2-normalised)", required: bool = True) -> None:
     p.add_argument(
         "--model",
         action="append",
-        required=True,
+        required=required,
         metavar="CKPT",
         help=f"model checkpoint; repeat to use several models' features {repeat_help}",
     )
     _card_option(p)
     p.add_argument(
-        "--flip", choices=("sum", "concat", "none"), default="sum", help="test-time flip (default sum)"
+        "--flip", choices=("sum", "concat", "none"), default=None,
+        help="test-time flip (default: the model card's flip, else sum)",
     )
+    p.add_argument(
+        "--mean-subtract", action=argparse.BooleanOptionalAction, default=None,
+        help="subtract the other folds' mean feature before the cosine (SphereFace / MobileFaceNet-PyTorch "
+        "LFW scoring; default: as the model card says, else off)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--batch-size", type=bounded(int, 1), default=64)
     p.add_argument("--workers", type=bounded(int, 0), default=0, help="image-reading worker processes")
     p.add_argument("--out", metavar="DIR", help="write results (JSON, plots) and the embedding cache here")
@@ -36,20 +45,37 @@ def _card_option(p) -> None:
     )
 
 
-def _models(args):
-    """The --model list, with --card applied by position (one Embedder) when cards are given."""
-    if not args.card:
-        return args.model
+def _embedder(args):
+    """The --model list (several concatenated), with --card applied by position; the line said when
+    a model has no card goes to stderr."""
     from faceforge.embed.loading import load_embedders
 
-    return [load_embedders(args.model, resolve_device(args.device), args.card)]
+    embedder = load_embedders(args.model, resolve_device(args.device), args.card)
+    for e in getattr(embedder, "embedders", [embedder]):
+        if e.card_note:
+            print(e.card_note, file=sys.stderr)
+    return embedder
+
+
+def _flip(args, embedder) -> str:
+    from faceforge.eval.verification import pipeline_choices
+
+    return pipeline_choices(embedder, args.flip)["flip"]
+
+
+def _progress(args, label: str):
+    from faceforge.io.progress import progress_callback
+
+    return progress_callback(label, enabled=not args.quiet)
 
 
 def add_commands(sub) -> None:
     group = add_group(sub, "eval", "evaluate models: verification, identification, MegaFace-style, suites")
 
     p = group.add_parser("verify", help="10-fold pair verification (LFW-style)")
-    _model_options(p)
+    _model_options(p, required=False)
+    p.add_argument("--embeddings", metavar="EMB.npz",
+                   help="score the output of 'faceforge embed' instead of embedding with --model")
     p.add_argument(
         "--pairs",
         required=True,
@@ -98,12 +124,44 @@ def add_commands(sub) -> None:
     add_device_option(p)
     p.set_defaults(func=suite)
 
+    p = group.add_parser("ijb", help="IJB-B/IJB-C 1:1 TAR@FAR (and 1:N), InsightFace's IJB package layout")
+    _model_options(p)
+    p.add_argument(
+        "--data", required=True, metavar="SOURCE", help="ijbc:ROOT or ijbb:ROOT (ROOT: meta/, loose_crop/)"
+    )
+    p.add_argument(
+        "--weight", choices=("detector", "none"), help="scale faces by their detector score (default)"
+    )
+    p.add_argument(
+        "--norm", choices=("keep", "unit"), help="keep each face's feature norm (default) or unit-normalise"
+    )
+    p.add_argument(
+        "--identification",
+        choices=("insightface", "open_set"),
+        help="also run 1:N on meta/*_1N_*.csv: insightface (G1+G2, ijb_1n.py) or open_set (G1, G2 apart)",
+    )
+    p.add_argument(
+        "--cache-dir", metavar="DIR", help="embedding cache (default OUT/cache when --out is given)"
+    )
+    p.set_defaults(func=ijb)  # --quiet (no progress bar) comes with the model options
+
 
 def verify(args) -> int:
-    from faceforge.eval.verification import run, summary_line
+    from faceforge.errors import UserError
+    from faceforge.eval.verification import run
 
+    if bool(args.model) == bool(args.embeddings):
+        raise UserError("eval verify: give --model (embed the pairs) or --embeddings EMB.npz (score "
+                        "'faceforge embed' output), not both")
+    if args.embeddings:
+        from faceforge.eval.verification import verify_embedding_file, write_result
+
+        result = verify_embedding_file(args.embeddings, args.pairs, args.protocol, bool(args.mean_subtract))
+        if args.out:
+            result["json"] = str(write_result(result, args.out))
+        return _report_verify(args, result)
     result = run(
-        _models(args),
+        [_embedder(args)],
         args.pairs,
         args.flip,
         args.protocol,
@@ -111,26 +169,34 @@ def verify(args) -> int:
         resolve_device(args.device),
         args.batch_size,
         args.workers,
+        mean_subtract=args.mean_subtract,
+        progress=_progress(args, "embed"),
     )
+    return _report_verify(args, result)
+
+
+def _report_verify(args, result) -> int:
+    from faceforge.eval.verification import alignment_warning, coverage_line, summary_line
+
+    if alignment_warning(result):
+        print(alignment_warning(result), file=sys.stderr)
+    print(coverage_line(result))
     print(summary_line(result))
-    if result["dropped_pairs"]:
-        print(
-            f"dropped {result['dropped_pairs']} pairs with unreadable images "
-            f"({result['corrupt_images']} images)"
-        )
+    print(f"flip {result['flip']} ({result['flip_from']}), mean subtraction "
+          f"{'on' if result['mean_subtract'] else 'off'} ({result['mean_subtract_from']})")
     if args.out:
         print(f"wrote {result['json']} and roc.png")
     return 0
 
 
 def identify(args) -> int:
-    from faceforge.embed.loading import load_embedders
     from faceforge.eval.identification import identify_folders
 
-    embedder = load_embedders(args.model, resolve_device(args.device), args.card)
+    embedder = _embedder(args)
     cache = f"{args.out}/cache" if args.out else None
     res = identify_folders(
-        embedder, args.gallery, args.probe, args.flip, args.batch_size, args.workers, cache_dir=cache
+        embedder, args.gallery, args.probe, _flip(args, embedder), args.batch_size, args.workers,
+        cache_dir=cache,
     )
     print(
         ", ".join(f"rank-{k} {100 * res[f'rank{k}']:.2f}%" for k in (1, 3, 5, 10))
@@ -158,17 +224,16 @@ def _sizes(text: str) -> list[int]:
 
 
 def megaface(args) -> int:
-    from faceforge.embed.loading import load_embedders
     from faceforge.eval.identification import megaface_folders
 
-    embedder = load_embedders(args.model, resolve_device(args.device), args.card)
+    embedder = _embedder(args)
     cache = f"{args.out}/cache" if args.out else None
     res = megaface_folders(
         embedder,
         args.probe,
         args.distractors,
         _sizes(args.sizes),
-        args.flip,
+        _flip(args, embedder),
         args.batch_size,
         args.workers,
         cache,
@@ -197,6 +262,34 @@ def suite(args) -> int:
         models = [load_embedder(m, device, c) for m, c in zip(models, args.card)] + models[len(args.card):]
     res = run_suite(args.suite, models, args.out, resolve_device(args.device))
     print(f"wrote {res['report']}")
+    return 0
+
+
+def ijb(args) -> int:
+    from faceforge.eval.ijb import run, table_text
+
+    embedder = _embedder(args)
+    res = run(
+        [embedder],
+        args.data,
+        _flip(args, embedder),
+        args.weight,
+        args.norm,
+        args.identification,
+        args.out,
+        resolve_device(args.device),
+        args.batch_size,
+        args.workers,
+        args.cache_dir,
+        progress=not args.quiet,
+    )
+    print(table_text(res))
+    if "identification" in res:
+        from faceforge.eval.ijb_1n import table_text as table_1n
+
+        print(table_1n(res["identification"], res["benchmark"]))
+    if args.out:
+        print(f"wrote {res['json']}")
     return 0
 
 

@@ -25,10 +25,14 @@ def add_commands(sub) -> None:
     p.add_argument("--flip", choices=("sum", "concat", "none"), help="flip fusion for --pairs (default card)")
     p.set_defaults(func=export)
 
-    p = sub.add_parser("card", help="print or write the model card of an ONNX model (metadata or shape)")
-    p.add_argument("model", metavar="MODEL.onnx")
+    p = sub.add_parser("card", help="show the model card a model is fed by, and where it came from",
+                       description="Load MODEL as every command does and print the card in use (the one "
+                                   "given with --card, one beside the model, the ONNX metadata, the "
+                                   "checkpoint's record, or one inferred from the graph) and its origin.")
+    p.add_argument("model", metavar="MODEL", help="checkpoint, ONNX, TorchScript or a spec (dlib:resnet)")
     p.add_argument("--card", metavar="CARD.yaml", help="check this card against the model instead")
     p.add_argument("--out", metavar="CARD.yaml", help="write the card here (.yaml or .json)")
+    p.add_argument("--json", action="store_true", help="print JSON (model, origin, card, notes)")
     p.set_defaults(func=card)
 
     p = sub.add_parser("calibrate", help="store a same-person threshold at a FAR in a checkpoint")
@@ -61,20 +65,30 @@ def export(args) -> int:
 
 
 def card(args) -> int:
+    import json
+
     import yaml
 
-    from faceforge.embed.card import _load_onnx, card_from_onnx, check_onnx, load_card, save_card
+    from faceforge.embed.card import save_card
+    from faceforge.embed.loading import load_embedder
 
-    if args.card:
-        model_card = load_card(args.card)
-        model_card.notes.extend(check_onnx(model_card, _load_onnx(args.model), args.model))
-    else:
-        model_card = card_from_onnx(args.model)
+    embedder = load_embedder(args.model, "cpu", args.card)  # exactly what every command would use
+    model_card = embedder.card
+    if model_card is None:
+        print(f"{args.model}: no card; fed as {embedder.meta}")
+        return 0
+    fields = {k: v for k, v in model_card.to_dict().items() if k != "notes"}
     if args.out:
         save_card(model_card, args.out)
-        print(f"wrote {args.out}")
+        print(f"wrote {args.out} (card: {embedder.card_origin})")
+    elif args.json:
+        print(json.dumps({"model": args.model, "origin": embedder.card_origin, "card": fields,
+                          "notes": model_card.notes}))
     else:
-        print(yaml.safe_dump(model_card.to_dict(), sort_keys=False), end="")
+        print(f"# model: {args.model}\n# card: {embedder.card_origin}")
+        print(yaml.safe_dump(fields, sort_keys=False, default_flow_style=None), end="")
+        for note in model_card.notes:
+            print(f"# note: {note}")
     return 0
 
 

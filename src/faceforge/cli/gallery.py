@@ -28,6 +28,7 @@ def add_commands(sub) -> None:
     p.add_argument("--identity", default=None, help="identity id (an opaque string)")
     model_options(p)
     aligned_option(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_enroll)
 
     p = g.add_parser("search", help="top-k identities for a probe image")
@@ -53,19 +54,22 @@ def add_commands(sub) -> None:
 
 
 def run_create(args) -> int:
+    from faceforge.cli.infer import analyzer_from_args
     from faceforge.deploy.commands import create_gallery
 
-    info = create_gallery(args.gallery, args.model, ivf_threshold=args.ivf_threshold, nprobe=args.nprobe,
-                          detector=args.detector, device=args.device)
+    info = create_gallery(args.gallery, analyzer_from_args(args), ivf_threshold=args.ivf_threshold,
+                          nprobe=args.nprobe)
     print(f"created gallery {info['path']} (model {info['model_id']}, dim {info['dim']})")
     return 0
 
 
 def run_enroll(args) -> int:
+    from faceforge.cli.infer import analyzer_from_args
     from faceforge.deploy.commands import enroll_files
+    from faceforge.io.progress import progress_callback
 
-    r = enroll_files(args.gallery, args.model, args.identity, args.paths, aligned=args.aligned,
-                     detector=args.detector, device=args.device)
+    r = enroll_files(args.gallery, analyzer_from_args(args), args.identity, args.paths, aligned=args.aligned,
+                     progress=progress_callback("enroll", not args.quiet))
     info = r["gallery"]
     print(f"enrolled {r['enrolled']} images of {r['identities']} identities; skipped "
           f"{len(r['not_images'])} not images, {len(r['no_face'])} without a face; gallery now "

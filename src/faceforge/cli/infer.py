@@ -3,19 +3,44 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from faceforge.cli._common import bounded, device_name
+
+
+def multi_option(p) -> None:
+    from faceforge.align.select import DEFAULT_MULTI, MULTI_POLICIES
+
+    p.add_argument("--multi", default=DEFAULT_MULTI, choices=MULTI_POLICIES,
+                   help="images with several faces: the largest face nearest the centre (default), the "
+                   "largest, none, or all (the same rule as 'faceforge align')")
 
 
 def model_options(p, threshold: bool = False) -> None:
     """Options every inference command shares (also used by ``gallery`` and ``serve``)."""
     p.add_argument("--model", required=True,
-                   help="model: faceforge checkpoint (.ckpt/.pt), ONNX or TorchScript")
+                   help="model: faceforge checkpoint (.ckpt/.pt), ONNX, TorchScript or dlib:resnet")
+    p.add_argument("--card", default=None, metavar="CARD.yaml",
+                   help="model card saying how to feed the model (default: one beside the model file, "
+                   "the ONNX metadata or the checkpoint's record)")
     p.add_argument("--detector", default="retinaface", help="face detector: retinaface (default) or mtcnn")
     p.add_argument("--device", type=device_name, default="cpu", help="cpu (default) or cuda")
+    multi_option(p)
     if threshold:
         p.add_argument("--threshold", type=bounded(float, -1.0, 1.0), default=None,
                        help="'same person' cosine threshold (default: the model's calibrated one)")
+
+
+def analyzer_from_args(args):
+    """The FaceAnalyzer of ``--model/--card/--detector/--device/--multi[/--threshold]``; the line said
+    when the model has no card goes to stderr."""
+    from faceforge.deploy.commands import load_analyzer
+
+    analyzer = load_analyzer(args.model, args.detector, args.device, getattr(args, "threshold", None),
+                             card=args.card, multi=args.multi)
+    if analyzer.embedder.card_note:
+        print(analyzer.embedder.card_note, file=sys.stderr)
+    return analyzer
 
 
 def aligned_option(p) -> None:
@@ -28,15 +53,18 @@ def add_commands(sub) -> None:
                        description="Detect, align and embed faces; write embeddings (L2-normalised), boxes, "
                        "5 points and scores to an .npz. Unreadable images and images without a face are "
                        "skipped and counted.")
-    p.add_argument("paths", nargs="+", metavar="IMAGE", help="image files")
-    p.add_argument("--out", required=True, help="output .npz")
-    p.add_argument("--all-faces", action="store_true", help="every face (default: the largest per image)")
+    p.add_argument("paths", nargs="+", metavar="SOURCE",
+                   help="image files, folders (every image below), list files (@LIST or .txt: a path per "
+                   "line) or pair sources (pairs:PAIRS.txt,root=DIR | facex:LIST | calfw:LIST)")
+    p.add_argument("--out", required=True, help="output .npz (score it with 'eval verify --embeddings')")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--all-faces", action="store_true", help="every face (default: --multi's)")
     model_options(p)
     aligned_option(p)
     p.set_defaults(func=run_embed)
 
     p = sub.add_parser("verify", help="are two images the same person?",
-                       description="Similarity of the largest faces of two images, the model's threshold and "
+                       description="Similarity of the faces --multi picks in two images, the threshold and "
                        "the verdict.")
     p.add_argument("a", help="first image")
     p.add_argument("b", help="second image")
@@ -46,13 +74,13 @@ def add_commands(sub) -> None:
     p.set_defaults(func=run_verify)
 
     p = sub.add_parser("identify", help="who is in an image? (top-k gallery identities)",
-                       description="Search a gallery (see 'faceforge gallery') for the probe's largest face.")
+                       description="Search a gallery (see 'faceforge gallery') for the probe's face.")
     p.add_argument("probe", help="probe image")
     p.add_argument("--gallery", required=True, help="gallery folder")
     p.add_argument("--top-k", type=bounded(int, 1), default=5, help="identities to list (default 5)")
     p.add_argument("--group", default="max", choices=["max", "mean"],
                    help="identity score: best image (max, default) or mean over its images")
-    p.add_argument("--all-faces", action="store_true", help="every face (default: the largest)")
+    p.add_argument("--all-faces", action="store_true", help="every face (default: the one --multi picks)")
     model_options(p)
     aligned_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -61,23 +89,27 @@ def add_commands(sub) -> None:
 
 def run_embed(args) -> int:
     from faceforge.deploy.commands import embed_files
+    from faceforge.io.progress import progress_callback
 
-    r = embed_files(args.paths, args.model, args.out, all_faces=args.all_faces, aligned=args.aligned,
-                    detector=args.detector, device=args.device)
+    r = embed_files(args.paths, analyzer_from_args(args), args.out, all_faces=args.all_faces,
+                    aligned=args.aligned, progress=progress_callback("embed", not args.quiet))
     print(f"{r['faces']} faces from {r['images']} images -> {r['out']} (dim {r['dim']}); "
           f"skipped: {len(r['not_images'])} not images, {len(r['no_face'])} without a face")
     for f in r["not_images"]:
         print(f"  not an image: {f}")
     for f in r["no_face"]:
         print(f"  no face: {f}")
+    if r["unaligned"]:
+        print(f"WARNING: {len(r['unaligned'])} images given as --aligned are not aligned crops (e.g. "
+              f"{r['unaligned'][0]}): they were resized whole; drop --aligned to detect and align them",
+              file=sys.stderr)
     return 0
 
 
 def run_verify(args) -> int:
     from faceforge.deploy.commands import verify_files
 
-    r = verify_files(args.a, args.b, args.model, threshold=args.threshold, aligned=args.aligned,
-                     detector=args.detector, device=args.device)
+    r = verify_files(args.a, args.b, analyzer_from_args(args), threshold=args.threshold, aligned=args.aligned)
     if args.json:
         print(json.dumps(r))
     else:
@@ -89,9 +121,8 @@ def run_verify(args) -> int:
 def run_identify(args) -> int:
     from faceforge.deploy.commands import identify_file
 
-    r = identify_file(args.probe, args.gallery, args.model, k=args.top_k, group=args.group,
-                      all_faces=args.all_faces, aligned=args.aligned, detector=args.detector,
-                      device=args.device)
+    r = identify_file(args.probe, args.gallery, analyzer_from_args(args), k=args.top_k, group=args.group,
+                      all_faces=args.all_faces, aligned=args.aligned)
     if args.json:
         print(json.dumps(r))
         return 0

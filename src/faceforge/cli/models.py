@@ -26,6 +26,11 @@ def add_commands(sub) -> None:
     p.add_argument("--out", required=True, help="faceforge checkpoint to write")
     p.add_argument("--embedding-size", type=bounded(int, 1), default=None,
                    help="embedding width (default: inferred from the checkpoint)")
+    p.add_argument("--input-size", metavar="HxW", default=None,
+                   help="input size the peer trained at, e.g. 112x96 for FaceX-Zoo's MobileFaceNet "
+                        "(default: the backbone's own)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="another backbone build option (YAML value), e.g. --option width=32; repeatable")
     p.set_defaults(func=_import)
 
 
@@ -44,11 +49,36 @@ def _models(args) -> int:
 def _import(args) -> int:
     from faceforge.models.convert import import_checkpoint
 
-    options = {} if args.embedding_size is None else {"embedding_size": args.embedding_size}
+    options = build_options(args)
     summary = import_checkpoint(args.src, args.source, args.backbone, args.out, **options)
     m = summary["meta"]
     h, w = m["input_size"]
     print(f"wrote {args.out}: {summary['backbone']} ({summary['entries']} entries, "
           f"{summary['params']:,} params, {m['embedding_size']}-d, input {h}x{w}, "
-          f"template {m['template']}, mean {m['mean']:g} std {m['std']:.6g})")
+          f"template {m['template']}, {m['channel_order'].upper()}, mean {m['mean']:g} std {m['std']:.6g})")
     return 0
+
+
+def build_options(args) -> dict:
+    """Backbone build options from ``--embedding-size``, ``--input-size HxW`` and ``--option k=v``."""
+    from faceforge.config import parse_scalar
+    from faceforge.errors import UserError
+
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--option '{item}': expected KEY=VALUE, e.g. width=32")
+        options[key.strip()] = parse_scalar(value)
+    if args.embedding_size is not None:
+        options["embedding_size"] = args.embedding_size
+    if args.input_size is not None:
+        h, _, w = args.input_size.lower().partition("x")
+        try:
+            size = (int(h), int(w or h))
+        except ValueError:
+            raise UserError(f"--input-size: expected HxW such as 112x96, got '{args.input_size}'") from None
+        if min(size) < 8:
+            raise UserError(f"--input-size: each side must be at least 8 pixels, got '{args.input_size}'")
+        options["input_size"] = size
+    return options

@@ -52,8 +52,11 @@ def run_serve(args) -> int:
     if args.max_body_mb <= 0 or args.max_pixels <= 0:
         raise UserError("--max-body-mb and --max-pixels must be positive")
     check_host(args.host, args.port)
+    from faceforge.cli.infer import analyzer_from_args
+
+    # the analyzer carries --card and --multi (the service picks faces with the analyzer's rule)
     config = ServiceConfig(
-        gallery=check_gallery_path(args.gallery), model=args.model, api_key=key,
+        gallery=check_gallery_path(args.gallery), model=analyzer_from_args(args), api_key=key,
         insecure_no_auth=args.insecure_no_auth and key is None,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_pixels=args.max_pixels,
         detector=args.detector, device=args.device, threshold=args.threshold)

@@ -63,10 +63,14 @@ def _is_torchscript(path: Path) -> bool:
 
 class FaceAnalyzer:
     def __init__(self, model, detector: str = "retinaface", device: str = "cpu", backend: str = "auto",
-                 card=None, threshold: float | None = None, **detector_options):
+                 card=None, threshold: float | None = None, multi: str = "largest_center",
+                 **detector_options):
         if backend not in BACKENDS:
             raise UserError(f"backend '{backend}': expected one of {', '.join(BACKENDS)}")
         from faceforge.align.detectors import get_detector
+        from faceforge.align.select import check_policy
+
+        self.multi = check_policy(multi)  # which face of a photo with several (faceforge.align.select)
 
         self.device = device
         self.calibration: dict | None = None
@@ -114,12 +118,15 @@ class FaceAnalyzer:
             return TorchScriptEmbedder(path, device, card), "torch"
         from faceforge.deploy.calibration import stored_calibration
         from faceforge.deploy.export import card_for_model
-        from faceforge.embed.card import resolve_card
+        from faceforge.embed.card import find_card, merge_cards
         from faceforge.models.checkpoint import load_backbone
 
         self.calibration = stored_calibration(path)
         net = load_backbone(path, "cpu")
-        net_card = resolve_card(path, card) or card_for_model(net, self.calibration)
+        found, origin = find_card(path, card)
+        base = card_for_model(net, self.calibration)
+        # a card beside the checkpoint may state only some fields: the rest come from the checkpoint
+        net_card = merge_cards(base, found) if found is not None and found.declared else (found or base)
         if backend == "onnx":
             from faceforge.deploy.export import onnx_bytes
             from faceforge.embed.onnx_embedder import OnnxEmbedder
@@ -132,7 +139,7 @@ class FaceAnalyzer:
                             f"the card says {net_card.layout}")
         net.meta.update(net_card.embedder_meta().__dict__ | {"name": path.stem})
         emb = TorchEmbedder(net, device, name=path.stem, source=str(path))
-        emb.card = net_card
+        emb.card, emb.card_origin = net_card, origin or "the checkpoint's own record (model.meta)"
         return emb, "torch"
 
     # -- the four verbs --------------------------------------------------------------------------
@@ -185,14 +192,18 @@ class FaceAnalyzer:
             return np.asarray(emb, dtype=np.float32)
         if isinstance(x, np.ndarray) and x.ndim == 1:
             return x.astype(np.float32) / max(float(np.linalg.norm(x)), 1e-12)
-        faces = self.embed(x)
+        from faceforge.align.select import pick_faces
+
+        img = load_image(x)
+        rule = "largest_center" if self.multi == "all" else self.multi  # compare needs one face
+        faces = pick_faces(self.detect(img), img.shape, rule)
         if not faces:
             shown = f" ({x})" if isinstance(x, (str, Path)) else ""
             raise UserError(f"compare: no face found in image {which}{shown}")
-        return faces[0].embedding
+        return self.embed_crops(self.align(img, faces[0])[None])[0]
 
     def compare(self, a, b) -> tuple[float, bool]:
-        """(cosine similarity, same person?) of two faces, embeddings or images (most confident face).
+        """(cosine similarity, same person?) of two faces, embeddings or images (the face ``multi`` picks).
 
         "Same" is ``similarity >= threshold``, the threshold calibrated with the model.
         """

@@ -3,7 +3,8 @@
 Every image goes through a :class:`~faceforge.deploy.analyzer.FaceAnalyzer` (detect -> align ->
 embed); ``aligned=True`` treats each image as an already-aligned crop (112x112 ArcFace template or
 the model's own input size) and skips detection. One face per image is used unless ``all_faces``:
-the largest (box area), which in a portrait is the subject.
+the one the analyzer's ``multi`` rule picks (:mod:`faceforge.align.select`, default the largest
+near the centre), the same rule ``faceforge align`` uses.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ def analyzer_model_id(analyzer) -> str:
     return _MODEL_IDS[analyzer]
 
 
-def load_analyzer(model, detector: str = "retinaface", device: str = "cpu", threshold: float | None = None):
+def load_analyzer(model, detector: str = "retinaface", device: str = "cpu", threshold: float | None = None,
+                  card=None, multi: str = "largest_center"):
     """A FaceAnalyzer for ``model`` (a path, or an analyzer passed through)."""
     from faceforge.deploy.analyzer import FaceAnalyzer
 
     if isinstance(model, FaceAnalyzer):
         return model
-    return FaceAnalyzer(model=model, detector=detector, device=device, threshold=threshold)
+    return FaceAnalyzer(model=model, detector=detector, device=device, threshold=threshold, card=card,
+                        multi=multi)
 
 
 def read_image_file(path: str | os.PathLike) -> np.ndarray:
@@ -71,14 +74,16 @@ def _aligned_face(analyzer, img: np.ndarray):
 
 
 def faces_in(analyzer, img: np.ndarray, aligned: bool = False, all_faces: bool = False) -> list:
-    """Faces of one RGB image with embeddings: every face, or only the largest (default)."""
+    """Faces of one RGB image with embeddings: every face, or the one the analyzer's ``multi`` rule
+    picks (default)."""
+    from faceforge.align.select import pick_faces
+
     if aligned:
         return [_aligned_face(analyzer, img)]
-    faces = analyzer.detect(img)
+    rule = "all" if all_faces else getattr(analyzer, "multi", "largest_center")
+    faces = pick_faces(analyzer.detect(img), img.shape, rule)
     if not faces:
         return []
-    if not all_faces:
-        faces = [max(faces, key=lambda f: f.width * f.height)]
     crops = np.stack([analyzer.align(img, f) for f in faces])
     for f, e in zip(faces, analyzer.embed_crops(crops)):
         f.embedding = e
@@ -102,30 +107,71 @@ def _face_record(face, **extra) -> dict:
 # -------------------------------------------------------------------------------------- embed
 
 
+PAIR_PREFIXES = ("pairs:", "calfw:", "facex:", "bin:")
+
+
+def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
+    """Image files from image paths, folders (every image below, sorted), list files (``@LIST`` or a
+    ``.txt``/``.lst``: one path per line, relative to the list's folder) and pair sources
+    (``pairs:...,root=DIR`` etc.: the images of every pair, so ``eval verify --embeddings`` can score
+    the result)."""
+    files: list[Path] = []
+    for src in sources:
+        text = str(src)
+        if text.startswith(PAIR_PREFIXES):
+            from faceforge.eval.pairs import open_pairs
+
+            images = open_pairs(text, check_images=True).images
+            if not all(isinstance(i, Path) for i in images):
+                raise UserError(f"{text}: a .bin holds encoded images, not files: use 'eval verify' directly")
+            files.extend(images)
+            continue
+        path = Path(text[1:] if text.startswith("@") else text)
+        if text.startswith("@") or (path.is_file() and path.suffix.lower() in (".txt", ".lst")):
+            if not path.is_file():
+                raise UserError(f"{text}: list file not found")
+            files.extend(path.parent / line.strip() for line in path.read_text().splitlines() if line.strip())
+        elif path.is_dir():
+            files.extend(_image_files([path]))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"{path}: file not found")
+    return files
+
+
 def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLike, all_faces: bool = False,
-                aligned: bool = False, detector: str = "retinaface", device: str = "cpu") -> dict:
-    """Embed the faces of image files into ``out`` (.npz): ``embeddings`` [N, D] (L2-normalised),
+                aligned: bool = False, detector: str = "retinaface", device: str = "cpu",
+                progress=None) -> dict:
+    """Embed the faces of images into ``out`` (.npz): ``embeddings`` [N, D] (L2-normalised),
     ``files``, ``face`` (index within its image), ``boxes`` [N, 4], ``points`` [N, 5, 2], ``scores``,
-    ``model_id``. Unreadable images and images without a face are skipped and counted."""
+    ``model_id``, ``flip``. ``paths`` may name images, folders, list files and pair sources
+    (:func:`expand_sources`). Unreadable images and images without a face are skipped and counted;
+    with ``aligned``, images not at an aligned crop's size are listed in ``unaligned`` (they are
+    resized whole); ``progress(done, total)`` is called after each image."""
     from faceforge.atomic import atomic_open
 
-    if not paths:
-        raise UserError("embed: no image given")
     out = Path(out)
     if out.suffix.lower() != ".npz":
         raise UserError(f"--out {out}: expected a .npz file name")
-    for p in paths:
-        if not Path(p).is_file():
-            raise UserError(f"{p}: file not found")
+    paths = expand_sources(paths)
+    if not paths:
+        raise UserError("embed: no image given")
     analyzer = load_analyzer(model, detector, device)
+    from faceforge.embed.extract import looks_aligned
+
     rows, files, index, boxes, points, scores = [], [], [], [], [], []
-    not_images, no_face = [], []
-    for p in paths:
+    not_images, no_face, unaligned = [], [], []
+    for done, p in enumerate(paths, 1):
+        if progress:
+            progress(done, len(paths))
         try:
             img = read_image_file(p)
         except UserError:
             not_images.append(str(p))
             continue
+        if aligned and not looks_aligned(img.shape, analyzer.card.input_size):
+            unaligned.append(f"{p} ({img.shape[0]}x{img.shape[1]})")
         faces = faces_in(analyzer, img, aligned, all_faces)
         if not faces:
             no_face.append(str(p))
@@ -142,9 +188,11 @@ def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLik
     with atomic_open(out, "wb") as f:
         np.savez(f, embeddings=np.stack(rows).astype(np.float32), files=np.array(files), face=np.array(index),
                  boxes=np.stack(boxes).astype(np.float32), points=np.stack(points).astype(np.float32),
-                 scores=np.array(scores, np.float32), model_id=np.array(analyzer_model_id(analyzer)))
+                 scores=np.array(scores, np.float32), model_id=np.array(analyzer_model_id(analyzer)),
+                 flip=np.array(analyzer.flip))
     return {"out": str(out), "faces": len(rows), "images": len(paths) - len(not_images),
-            "not_images": not_images, "no_face": no_face, "dim": int(rows[0].shape[0])}
+            "not_images": not_images, "no_face": no_face, "dim": int(rows[0].shape[0]),
+            "unaligned": unaligned}
 
 
 # -------------------------------------------------------------------------------------- verify
@@ -152,7 +200,7 @@ def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLik
 
 def verify_files(a: str | os.PathLike, b: str | os.PathLike, model, threshold: float | None = None,
                  aligned: bool = False, detector: str = "retinaface", device: str = "cpu") -> dict:
-    """Cosine similarity of the largest faces of two images, the threshold and the verdict."""
+    """Cosine similarity of the picked faces (multi-face rule) of two images, threshold and verdict."""
     analyzer = load_analyzer(model, detector, device, threshold)
     fa = one_face(analyzer, read_image_file(a), str(a), aligned)
     fb = one_face(analyzer, read_image_file(b), str(b), aligned)
@@ -200,7 +248,7 @@ def _image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 def enroll_arrays(gallery, analyzer, identity: str, images: Sequence[np.ndarray], sources: Sequence[str],
                   aligned: bool = False) -> dict:
-    """Enrol decoded images of one identity (largest face each) in one transaction."""
+    """Enrol decoded images of one identity (the picked face of each) in one transaction."""
     from faceforge.deploy.gallery import check_identity
 
     check_identity(identity)
@@ -218,9 +266,11 @@ def enroll_arrays(gallery, analyzer, identity: str, images: Sequence[np.ndarray]
 
 def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
                  paths: Sequence[str | os.PathLike],
-                 aligned: bool = False, detector: str = "retinaface", device: str = "cpu") -> dict:
+                 aligned: bool = False, detector: str = "retinaface", device: str = "cpu",
+                 progress=None) -> dict:
     """Enrol image files as ``identity``; with ``identity=None`` each path is a folder whose
-    sub-folders are identities (``root/<identity>/*.jpg``)."""
+    sub-folders are identities (``root/<identity>/*.jpg``). ``progress(done, total)`` is called
+    after each identity."""
     from faceforge.deploy.gallery import Gallery
 
     if not paths:
@@ -236,6 +286,7 @@ def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
         groups = [(identity, _image_files(paths))]
     analyzer = load_analyzer(model, detector, device)
     summary = {"identities": 0, "enrolled": 0, "not_images": [], "no_face": []}
+    total, done = sum(len(files) for _, files in groups), 0
     with Gallery(gallery_path) as g:
         for name, files in groups:
             images, sources = [], []
@@ -249,6 +300,9 @@ def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
             summary["no_face"] += res["no_face"]
             summary["enrolled"] += res["enrolled"]
             summary["identities"] += bool(res["enrolled"])
+            done += len(files)
+            if progress:
+                progress(done, total)
         summary["gallery"] = g.info()
     return summary
 
@@ -256,7 +310,7 @@ def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
 def identify_file(probe: str | os.PathLike, gallery_path: str | os.PathLike, model, k: int = 5,
                   group: str = "max", all_faces: bool = False, aligned: bool = False,
                   detector: str = "retinaface", device: str = "cpu") -> dict:
-    """The top-k gallery identities for the (largest, or every) face of ``probe``."""
+    """The top-k gallery identities for the (picked, or every) face of ``probe``."""
     from faceforge.deploy.gallery import Gallery
 
     analyzer = load_analyzer(model, detector, device)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from faceforge.embed.card import ModelCard, card_to_metadata, save_card
+from faceforge.embed.card import ModelCard, card_from_meta, card_to_metadata, save_card
 from faceforge.errors import UserError
 
 OPSET = 17
@@ -45,23 +45,9 @@ def model_id(model) -> str:
 def card_for_model(model, calibration: dict | None = None) -> ModelCard:
     """The card of a faceforge backbone (``model.meta`` as set by ``build_backbone``)."""
     meta = dict(getattr(model, "meta", {}) or {})
-
-    def three(v):
-        return tuple(float(x) for x in (v if isinstance(v, (list, tuple)) else [v] * 3))
-
-    card = ModelCard(
-        input_size=tuple(int(v) for v in meta.get("input_size", (112, 112))),
-        channel_order=str(meta.get("channel_order", "rgb")).lower(),
-        layout="NCHW",
-        mean=three(meta.get("mean", 0.5)),
-        std=three(meta.get("std", 0.5)),
-        template=str(meta.get("template", "arcface")),
-        embedding_size=int(meta.get("embedding_size", getattr(model, "embedding_size", 512))),
-        flip="sum",  # arcface_torch and FaceX-Zoo evaluate with the flipped image's features added
-        score="cosine",
-        name=str(meta.get("backbone") or "model"),
-        model_id=model_id(model),
-    )
+    meta.setdefault("embedding_size", getattr(model, "embedding_size", 512))
+    card = card_from_meta(meta)
+    card.model_id = model_id(model)
     if calibration:
         card.threshold, card.far = float(calibration["threshold"]), float(calibration["far"])
     return card

@@ -55,9 +55,17 @@ class EmbedderMeta:
 
 
 class Embedder:
-    """Base class: set ``meta``; implement :meth:`embed`; :meth:`fingerprint` keys caches."""
+    """Base class: set ``meta``; implement :meth:`embed`; :meth:`fingerprint` keys caches.
+
+    ``card`` is the model card in use (None for a bare module) and ``card_origin`` says where it
+    came from (``--card X``, beside the model, ONNX metadata, inferred ...), for ``faceforge card``
+    and the one line said when no card was found (``card_note``).
+    """
 
     meta: EmbedderMeta
+    card = None
+    card_origin: str = ""
+    card_note: str = ""
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -13,6 +13,8 @@ A card declares everything between "an aligned face" and "the tensor the model w
     embedding_size: 512
     flip: sum                     # recommended test-time flip fusion: none | sum | concat
     score: cosine                 # cosine | l2
+    mean_subtract: false          # LFW scoring of SphereFace / MobileFaceNet-PyTorch: subtract the
+                                  # mean feature of the other nine folds before the cosine
     threshold: 0.31               # optional calibrated "same person" threshold (cosine) ...
     far: 0.001                    # ... at this false-accept rate
 
@@ -39,6 +41,7 @@ LAYOUTS = ("NCHW", "NHWC")
 SCORES = ("cosine", "l2")
 NAMED_TEMPLATES = {"arcface": (112, 112), "sphereface": (112, 96)}
 CARD_SUFFIXES = (".yaml", ".yml", ".json")
+CARD_INFIXES = ("", ".card")  # X.yaml and X.card.yaml beside X.onnx; also X.onnx.yaml
 METADATA_PREFIX = "faceforge."
 
 
@@ -53,18 +56,24 @@ class ModelCard:
     embedding_size: int = 512
     flip: str = "none"
     score: str = "cosine"
+    mean_subtract: bool = False
     threshold: float | None = None
     far: float | None = None
     name: str = ""
     model_id: str = ""
     notes: list[str] = field(default_factory=list)
+    # the fields a card file / metadata actually stated (a default is not a declaration)
+    declared: frozenset = field(default_factory=frozenset, repr=False, compare=False)
 
     # -- conversions -----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        del d["declared"]
         d["input_size"] = list(self.input_size)
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        if not self.mean_subtract:
+            del d["mean_subtract"]  # the default stays out of cards and ONNX metadata
         return {k: v for k, v in d.items() if v is not None and v != "" and v != []}
 
     def template_name(self) -> str:
@@ -80,6 +89,23 @@ class ModelCard:
             h, w = self.input_size
             return pts * np.array([w / tw, h / th])
         return template_points(self.template, self.input_size)
+
+    def rewarp(self, image: np.ndarray) -> np.ndarray | None:
+        """An ArcFace-aligned square crop re-aligned to this card's explicit template points (None
+        when the card names a template, or the image is not square): the landmarks of an aligned
+        crop sit on the ArcFace template, so mapping those points onto the card's is the same warp
+        the SDK applies to a photo, instead of a resize that keeps ArcFace's geometry."""
+        if not isinstance(self.template, dict) or image.shape[0] != image.shape[1]:
+            return None
+        import cv2
+
+        from faceforge.align.transform import estimate_similarity, template_points
+
+        src = template_points("arcface", (image.shape[0], image.shape[1]))
+        m = estimate_similarity(src, self.template_points())
+        h, w = self.input_size
+        return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=0)
 
     def embedder_meta(self, name: str | None = None):
         """The :class:`~faceforge.embed.base.EmbedderMeta` of this card."""
@@ -219,6 +245,10 @@ def card_from_dict(d: dict[str, Any], where: str = "card") -> ModelCard:
         card.flip = _choice(d["flip"], FLIPS, where, "flip")
     if "score" in d:
         card.score = _choice(d["score"], SCORES, where, "score")
+    if "mean_subtract" in d:
+        if not isinstance(d["mean_subtract"], bool):
+            raise _err(where, "mean_subtract", f"expected true or false, got {d['mean_subtract']!r}")
+        card.mean_subtract = d["mean_subtract"]
     for key in ("threshold", "far"):
         if d.get(key) is not None:
             try:
@@ -230,6 +260,7 @@ def card_from_dict(d: dict[str, Any], where: str = "card") -> ModelCard:
     card.name = str(d.get("name", "") or "")
     card.model_id = str(d.get("model_id", "") or "")
     card.notes = [str(n) for n in (d.get("notes") or [])]
+    card.declared = frozenset(d)
     if isinstance(card.template, str):
         native = NAMED_TEMPLATES[card.template]
         if native[0] * card.input_size[1] != native[1] * card.input_size[0]:
@@ -271,30 +302,81 @@ def save_card(card: ModelCard, path: str | Path) -> Path:
     return path
 
 
-def card_beside(model_path: str | Path) -> Path | None:
-    """``X.yaml`` / ``X.yml`` / ``X.json`` next to ``X.onnx``, if one exists."""
+def card_names(model_path: str | Path) -> list[Path]:
+    """Where a card for ``X.onnx`` may sit, in the order looked at: ``X.yaml``, ``X.yml``, ``X.json``,
+    ``X.card.yaml`` ... and ``X.onnx.yaml`` ..."""
     p = Path(model_path)
-    for suffix in CARD_SUFFIXES:
-        cand = p.with_suffix(suffix)
-        if cand.is_file():
-            return cand
-    return None
+    names = [p.with_name(f"{p.stem}{infix}{suffix}") for infix in CARD_INFIXES for suffix in CARD_SUFFIXES]
+    names += [p.with_name(f"{p.name}{suffix}") for suffix in CARD_SUFFIXES]
+    return [n for n in names if n != p]
+
+
+def card_beside(model_path: str | Path) -> Path | None:
+    """The first of :func:`card_names` that exists, if any."""
+    return next((cand for cand in card_names(model_path) if cand.is_file()), None)
+
+
+def find_card(model_path: str | Path, card=None) -> tuple[ModelCard | None, str]:
+    """(card, where it came from): an explicit card (path, dict or ModelCard), else one found beside
+    the model, else (None, "")."""
+    if isinstance(card, ModelCard):
+        return card, "given card"
+    if isinstance(card, dict):
+        return card_from_dict(card, "card"), "given card"
+    if card is not None:
+        return load_card(card), f"--card {card}"
+    beside = card_beside(model_path)
+    return (load_card(beside), f"beside the model: {beside}") if beside else (None, "")
+
+
+def merge_cards(base: ModelCard, override: ModelCard) -> ModelCard:
+    """``base`` (what the model file itself records or implies) with the fields ``override`` states:
+    a card beside a model may say only ``flip: concat``."""
+    stated = set(override.declared)
+    if stated & {"scale", "offset"}:
+        stated |= {"mean", "std"}
+    d = {k: v for k, v in base.to_dict().items() if k != "notes"}
+    d.update({k: v for k, v in override.to_dict().items() if k in stated and k != "notes"})
+    merged = card_from_dict(d, "card")
+    merged.notes = list(dict.fromkeys(base.notes + override.notes))
+    merged.declared = frozenset(base.declared | stated)
+    return merged
 
 
 def resolve_card(model_path: str | Path, card=None) -> ModelCard | None:
     """An explicit card (path, dict or ModelCard), else one found beside the model, else None."""
-    if isinstance(card, ModelCard):
-        return card
-    if isinstance(card, dict):
-        return card_from_dict(card, "card")
-    if card is not None:
-        return load_card(card)
-    beside = card_beside(model_path)
-    return load_card(beside) if beside else None
+    return find_card(model_path, card)[0]
+
+
+def no_card_line(model_path: str | Path, assumed: str) -> str:
+    """The one line said when no card is found: where it was looked for and what is assumed."""
+    p = Path(model_path)
+    looked = ", ".join(n.name for n in card_names(p)[:4])
+    return f"{p}: no model card (looked for {looked}, ...); assuming {assumed}"
 
 
 # ------------------------------------------------------------------------------------------------
 # ONNX metadata
+
+
+def card_from_meta(meta: dict[str, Any], name: str = "model") -> ModelCard:
+    """The card of a faceforge backbone's ``model.meta`` (checkpoints carry no card file)."""
+
+    def three(v):
+        return tuple(float(x) for x in (v if isinstance(v, (list, tuple)) else [v] * 3))
+
+    return ModelCard(
+        input_size=tuple(int(v) for v in meta.get("input_size", (112, 112))),
+        channel_order=str(meta.get("channel_order", "rgb")).lower(),
+        layout="NCHW",
+        mean=three(meta.get("mean", 0.5)),
+        std=three(meta.get("std", 0.5)),
+        template=str(meta.get("template", "arcface")),
+        embedding_size=int(meta.get("embedding_size", 512)),
+        flip="sum",  # arcface_torch and FaceX-Zoo evaluate with the flipped image's features added
+        score="cosine",
+        name=str(meta.get("backbone") or name),
+    )
 
 
 def card_to_metadata(card: ModelCard) -> dict[str, str]:
@@ -354,8 +436,7 @@ def card_from_onnx(path: str | Path, model=None) -> ModelCard:
     if len(in_dims) != 4:
         raise UserError(f"{path}: input has {len(in_dims)} dimensions; a face embedder takes [B, C, H, W] "
                         "or [B, H, W, C]: write a card by hand")
-    card = ModelCard(notes=["inferred from the graph shape: RGB, mean/std 0.5 and the ArcFace template "
-                            "are assumptions (InsightFace convention); check them"])
+    card = ModelCard()
     if in_dims[1] == 3 and isinstance(in_dims[2], int) and isinstance(in_dims[3], int):
         card.layout, card.input_size = "NCHW", (in_dims[2], in_dims[3])
     elif in_dims[3] == 3 and isinstance(in_dims[1], int) and isinstance(in_dims[2], int):
@@ -364,6 +445,7 @@ def card_from_onnx(path: str | Path, model=None) -> ModelCard:
         raise UserError(f"{path}: cannot tell the layout from input shape {in_dims}: write a card by hand")
     h, w = card.input_size
     card.template = "sphereface" if (h, w) == (112, 96) else "arcface"
+    card.notes.append(f"inferred from the graph shape: {assumed_text(card)} are assumptions; check them")
     if len(out_dims) >= 2 and isinstance(out_dims[-1], int):
         card.embedding_size = int(out_dims[-1])
     else:
@@ -372,6 +454,17 @@ def card_from_onnx(path: str | Path, model=None) -> ModelCard:
         card.notes.append("the graph has a static batch of 1: images are run one at a time")
     card.name = Path(path).stem
     return card
+
+
+def assumed_text(card: ModelCard) -> str:
+    """The preprocessing a card states, in words (what an inferred card assumes)."""
+
+    def num(v):
+        return f"{v[0]:.4g}" if len(set(v)) == 1 else "[" + ", ".join(f"{x:.4g}" for x in v) + "]"
+
+    h, w = card.input_size
+    return (f"{card.channel_order.upper()}, {h}x{w} {card.layout}, mean {num(card.mean)} "
+            f"std {num(card.std)}, template {card.template_name()}, flip {card.flip}")
 
 
 def check_onnx(card: ModelCard, model, where: str) -> list[str]:

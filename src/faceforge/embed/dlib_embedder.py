@@ -71,6 +71,7 @@ class DlibEmbedder(Embedder):
                               notes=["dlib chips (get_face_chip, 150x150, padding 0.25), not ArcFace crops"])
         self.card.template = "dlib_chip"
         self.meta = self.card.embedder_meta("dlib_resnet")
+        self.card_origin = "built in (dlib's own face chips)"
 
     # -- alignment -------------------------------------------------------------------------------
 
@@ -84,16 +85,23 @@ class DlibEmbedder(Embedder):
         return self._chip_from_rect(np.ascontiguousarray(img), self._dlib.rectangle(x1, y1, x2, y2))
 
     def chips_from_photos(self, images) -> tuple[np.ndarray, np.ndarray]:
-        """Chips of the largest dlib-detected face of each photo; the whole image where none is found.
+        """Chips of the dlib-detected face the multi-face rule picks (:mod:`faceforge.align.select`,
+        the largest near the centre) in each photo; the whole image where none is found.
 
         Returns (chips [N, 150, 150, 3], detected [N] bool).
         """
+        from types import SimpleNamespace
+
+        from faceforge.align.select import pick_faces
+
         chips, found = [], []
         for img in images:
             img = np.ascontiguousarray(img)
             rects = list(self.detector(img, self.upsample))
             if rects:
-                rect = max(rects, key=lambda r: r.width() * r.height())
+                boxed = [SimpleNamespace(box=(r.left(), r.top(), r.right(), r.bottom()), rect=r)
+                         for r in rects]
+                rect = pick_faces(boxed, img.shape, "largest_center")[0].rect
             else:  # a tight crop (ORL, an already cropped face): the image is the face box
                 rect = self._dlib.rectangle(0, 0, img.shape[1] - 1, img.shape[0] - 1)
             chips.append(self._chip_from_rect(img, rect))
@@ -112,6 +120,11 @@ class DlibEmbedder(Embedder):
         images = fit_batch(images, (CHIP_SIZE, CHIP_SIZE))
         out = self.net.compute_face_descriptor([np.ascontiguousarray(im) for im in images])
         return np.asarray([np.asarray(v) for v in out], dtype=np.float32).reshape(len(images), 128)
+
+    def prepare_photo(self, img: np.ndarray) -> np.ndarray:
+        """dlib's own detection and chip for a raw photo (what ``eval verify`` gives an image that is
+        not already a 150x150 chip), instead of resizing the whole photo."""
+        return self.chips_from_photos([img])[0][0]
 
     def embed_raw(self, images) -> tuple[np.ndarray, np.ndarray]:
         """Descriptors of raw photos (dlib's own detection and alignment); (features, detected)."""

@@ -5,6 +5,13 @@ Fitting a 112x112 ArcFace-aligned crop to a 112x96 model (the SphereFace templat
 8..104: the SphereFace template is the ArcFace one shifted 8 px left (arcface_torch's
 ``norm_crop`` adds 8.0 to the x of the 96-wide reference points), so the centre crop is exact,
 not an approximation. Any other size mismatch is a bilinear resize (area when shrinking).
+
+An image whose size is none of an aligned crop's (the model's input, 112x112, 112x96, 128x128 or a
+small multiple of one) is counted in ``Embeddings.unaligned``: a raw 250x250 LFW photo resized
+whole scores far below its aligned crop (66% for one model), so evaluation warns about it. A
+model with its own alignment (``embedder.prepare_photo``, dlib's chips) is given such images to
+align itself instead, and a card with explicit template points gets ArcFace crops re-aligned to
+its points (:meth:`~faceforge.embed.card.ModelCard.rewarp`) rather than resized.
 """
 
 from __future__ import annotations
@@ -27,17 +34,32 @@ class Embeddings:
     features: np.ndarray
     valid: np.ndarray
     corrupt: list[str] = field(default_factory=list)
+    unaligned: int = 0  # images not at an aligned crop's size (resized whole, or self-aligned)
+    unaligned_example: str = ""  # e.g. "250x250"
 
     @property
     def num_corrupt(self) -> int:
         return int((~self.valid).sum())
 
 
+ALIGNED_SIZES = ((112, 112), (112, 96), (128, 128))
+
+
+def looks_aligned(shape, input_size) -> bool:
+    """Whether an image of ``shape`` (H, W, ...) has the size of an aligned crop for a model."""
+    h, w = int(shape[0]), int(shape[1])
+    for ah, aw in (tuple(int(v) for v in input_size), *ALIGNED_SIZES):
+        if h % ah == 0 and w % aw == 0 and h // ah == w // aw and 1 <= h // ah <= 4:
+            return True
+    return False
+
+
 class _ImageSet:
     """``torch.utils.data.Dataset`` over anything with ``read(i)`` (or a list of arrays / paths)."""
 
-    def __init__(self, source, size, template: str = "arcface"):
+    def __init__(self, source, size, template: str = "arcface", prepare_photo=None, rewarp=None):
         self.source, self.size, self.template = source, size, template
+        self.prepare_photo, self.rewarp = prepare_photo, rewarp
 
     def __len__(self) -> int:
         return len(self.source.images) if hasattr(self.source, "images") else len(self.source)
@@ -53,7 +75,16 @@ class _ImageSet:
             img = self._read(i)
             if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
                 raise CorruptImage(f"image {i}: not an RGB uint8 image")
-            return i, np.ascontiguousarray(fit_to_input(img, self.size, self.template)), ""
+            # a self-aligning model (dlib) takes only its own crops as they are: it aligns the rest
+            aligned = (tuple(img.shape[:2]) == tuple(self.size) if self.prepare_photo is not None
+                       else looks_aligned(img.shape, self.size))
+            unaligned = "" if aligned else f"{img.shape[0]}x{img.shape[1]}"
+            if unaligned and self.prepare_photo is not None:
+                img = self.prepare_photo(img)  # the model's own detection and alignment
+            elif self.rewarp is not None and not unaligned and tuple(img.shape[:2]) != tuple(self.size):
+                warped = self.rewarp(img)  # an ArcFace crop re-aligned to the card's own template points
+                img = img if warped is None else warped
+            return i, np.ascontiguousarray(fit_to_input(img, self.size, self.template)), unaligned
         except CorruptImage as e:
             return i, None, str(e)
 
@@ -62,7 +93,8 @@ def _collate(batch):
     idx = [i for i, img, _ in batch if img is not None]
     imgs = np.stack([img for _, img, _ in batch if img is not None]) if idx else None
     bad = [(i, msg) for i, img, msg in batch if img is None]
-    return idx, imgs, bad
+    unaligned = [msg for _, img, msg in batch if img is not None and msg]
+    return idx, imgs, bad, unaligned
 
 
 def _flip_features(embedder: Embedder, imgs: np.ndarray, flip: str) -> np.ndarray:
@@ -91,12 +123,16 @@ def embed_images(
 
     if flip not in FLIPS:
         raise UserError(f"--flip '{flip}': expected one of {', '.join(FLIPS)}")
-    dataset = _ImageSet(images, embedder.meta.input_size, embedder.meta.template)
+    card = getattr(embedder, "card", None)
+    rewarp = card.rewarp if card is not None and isinstance(card.template, dict) else None
+    dataset = _ImageSet(images, embedder.meta.input_size, embedder.meta.template,
+                        getattr(embedder, "prepare_photo", None), rewarp)
     n = len(dataset)
     dim = embedder.meta.embedding_size * (2 if flip == "concat" else 1)
     feats = np.zeros((n, dim), dtype=np.float32)
     valid = np.zeros(n, dtype=bool)
     corrupt: list[str] = []
+    unaligned: list[str] = []
     loader = DataLoader(
         dataset,
         batch_size=max(1, int(batch_size)),
@@ -105,8 +141,9 @@ def embed_images(
         collate_fn=_collate,
     )
     done = 0
-    for idx, imgs, bad in loader:
+    for idx, imgs, bad, odd in loader:
         corrupt.extend(msg for _, msg in bad)
+        unaligned.extend(odd)
         if idx:
             out = _flip_features(embedder, imgs, flip)
             if out.shape[1] != dim:
@@ -121,4 +158,4 @@ def embed_images(
         done += len(idx) + len(bad)
         if progress:
             progress(done, n)
-    return Embeddings(feats, valid, corrupt)
+    return Embeddings(feats, valid, corrupt, len(unaligned), unaligned[0] if unaligned else "")

@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.embed.base import Embedder
-from faceforge.embed.card import ModelCard, _load_onnx, card_from_onnx, check_onnx, resolve_card
+from faceforge.embed.card import (
+    ModelCard,
+    _load_onnx,
+    card_from_onnx,
+    check_onnx,
+    find_card,
+    merge_cards,
+    no_card_line,
+)
 from faceforge.embed.loading import register_loader
 from faceforge.errors import UserError
 
@@ -57,12 +65,22 @@ class OnnxEmbedder(Embedder):
             import onnx
 
             model = onnx.load_from_string(model_bytes)
-        explicit = resolve_card(self.path, card) if model_bytes is None or card is not None else None
+        explicit, origin = (find_card(self.path, card) if model_bytes is None or card is not None
+                            else (None, ""))
+        if explicit is not None and explicit.declared:  # fields it leaves out come from the file
+            explicit = merge_cards(card_from_onnx(self.path, model), explicit)
         if explicit is not None:
             explicit.notes.extend(check_onnx(explicit, model, str(self.path)))
-            self.card = explicit
+            self.card, self.card_origin = explicit, origin
         else:
             self.card = card_from_onnx(self.path, model)
+            stored = any(p.key.startswith("faceforge.") for p in model.metadata_props)
+            self.card_origin = ("ONNX metadata (faceforge export)" if stored
+                                else "inferred from the graph shape")
+            if not stored:
+                from faceforge.embed.card import assumed_text
+
+                self.card_note = no_card_line(self.path, assumed_text(self.card))
         self.session = make_session(model_bytes if model_bytes is not None else self.path, device, threads)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name

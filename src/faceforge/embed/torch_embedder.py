@@ -9,6 +9,7 @@ import numpy as np
 
 from faceforge.embed.base import Embedder, EmbedderMeta
 from faceforge.embed.loading import register_loader
+from faceforge.errors import UserError
 
 
 def state_fingerprint(model) -> str:
@@ -62,8 +63,22 @@ class TorchEmbedder(Embedder):
 
 
 @register_loader(".ckpt", ".pt", ".pth")
-def load_faceforge_checkpoint(path: Path, device: str = "cpu") -> Embedder:
+def load_faceforge_checkpoint(path: Path, device: str = "cpu", card=None) -> Embedder:
+    """A checkpoint fed as its ``model.meta`` says, or as a card (``--card`` / beside it) says."""
+    from faceforge.embed.card import assumed_text, card_from_meta, find_card, merge_cards, no_card_line
     from faceforge.models.checkpoint import load_backbone
 
     model = load_backbone(path, device=device)
-    return TorchEmbedder(model, device, name=Path(path).stem, source=str(path))
+    found, origin = find_card(path, card)
+    if found is not None and found.declared:  # fields it leaves out come from the checkpoint
+        found = merge_cards(card_from_meta(model.meta, Path(path).stem), found)
+    if found is not None:
+        if found.layout != "NCHW":
+            raise UserError(f"{path}: a faceforge checkpoint takes NCHW input; the card says {found.layout}")
+        model.meta.update({k: v for k, v in found.embedder_meta().__dict__.items() if k != "name"})
+    emb = TorchEmbedder(model, device, name=Path(path).stem, source=str(path))
+    emb.card = found if found is not None else card_from_meta(model.meta, Path(path).stem)
+    emb.card_origin = origin or "the checkpoint's own record (model.meta)"
+    if found is None and "imported_from" in model.meta:  # a peer's model: say what is assumed
+        emb.card_note = no_card_line(path, assumed_text(emb.card) + " (recorded at import)")
+    return emb

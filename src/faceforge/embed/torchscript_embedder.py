@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.embed.base import Embedder
-from faceforge.embed.card import ModelCard, card_from_dict, resolve_card
+from faceforge.embed.card import ModelCard, card_from_dict, find_card
 from faceforge.embed.loading import register_loader
 from faceforge.embed.torch_embedder import load_faceforge_checkpoint
 from faceforge.errors import UserError
@@ -49,9 +49,10 @@ class TorchScriptEmbedder(Embedder):
         except Exception as e:  # torch raises RuntimeError subclasses for foreign archives
             raise UserError(f"{self.path}: not a loadable TorchScript archive "
                             f"({type(e).__name__}: {e})") from None
-        self.card = resolve_card(self.path, card)
+        self.card, self.card_origin = find_card(self.path, card)
         if self.card is None and extra[CARD_EXTRA]:
             self.card = card_from_dict(json.loads(extra[CARD_EXTRA]), f"{self.path} ({CARD_EXTRA})")
+            self.card_origin = f"embedded {CARD_EXTRA} (faceforge export)"
         if self.card is None:
             raise UserError(f"{self.path}: a TorchScript model needs a card (input size, normalisation, "
                             f"template): put {self.path.with_suffix('.yaml').name} beside it or pass --card")
@@ -86,20 +87,4 @@ def load_pt(path: Path, device: str = "cpu", card: ModelCard | str | None = None
     """A ``.ckpt``/``.pt`` file: TorchScript archive or faceforge checkpoint (see the module docstring)."""
     if is_torchscript(path):
         return TorchScriptEmbedder(path, device, card)
-    return load_checkpoint_with_card(path, device, card)
-
-
-def load_checkpoint_with_card(path: Path, device: str = "cpu", card=None) -> Embedder:
-    """A faceforge checkpoint, fed as ``card`` says when one is given (or found beside it)."""
-    card = resolve_card(path, card)
-    emb = load_faceforge_checkpoint(path, device)
-    if card is None:
-        return emb
-    if card.layout != "NCHW":
-        raise UserError(f"{path}: a faceforge checkpoint takes NCHW input; the card says {card.layout}")
-    emb.model.meta.update(card.embedder_meta().__dict__ | {"name": Path(path).stem})
-    from faceforge.embed.torch_embedder import TorchEmbedder
-
-    out = TorchEmbedder(emb.model, device, name=Path(path).stem, source=str(path))
-    out.card = card
-    return out
+    return load_faceforge_checkpoint(path, device, card)

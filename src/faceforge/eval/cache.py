@@ -1,7 +1,7 @@
 """Embedding cache: features of one image set by one model, stored as ``.npz`` under a folder.
 
 The key is (model fingerprint: checkpoint path + size + mtime, or a hash of in-memory weights;
-dataset spec; flip; image count; input size), so a re-run of a suite only reads files.
+dataset spec; flip; image count; input size; the model card in use), so a re-run of a suite only reads files.
 ``STATS`` counts computations and hits (tests check it rather than timing).
 """
 
@@ -21,8 +21,10 @@ STATS = {"computed": 0, "hits": 0}
 
 
 def cache_key(embedder: Embedder, spec: str, flip: str, count: int) -> str:
+    card = getattr(embedder, "card", None)  # a card beside a checkpoint changes how it is fed
     text = "|".join(
-        [embedder.fingerprint(), spec, flip, str(count), "x".join(map(str, embedder.meta.input_size))]
+        [embedder.fingerprint(), spec, flip, str(count), "x".join(map(str, embedder.meta.input_size)),
+         str(card.to_dict()) if card is not None else ""]
     )
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
@@ -33,13 +35,14 @@ def _read_cached(path: Path, count: int) -> Embeddings | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             features, valid, corrupt = z["features"], z["valid"], [str(s) for s in z["corrupt"]]
+            unaligned, example = int(z["unaligned"]), str(z["unaligned_example"])
     except Exception:  # zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError, OSError
         return None
     if features.ndim != 2 or features.shape[0] != count or valid.shape != (count,):
         return None
     if not np.isfinite(features[valid.astype(bool)]).all():
         return None
-    return Embeddings(features, valid.astype(bool), corrupt)
+    return Embeddings(features, valid.astype(bool), corrupt, unaligned, example)
 
 
 def cached_embeddings(
@@ -50,8 +53,10 @@ def cached_embeddings(
     cache_dir: str | Path | None = None,
     batch_size: int = 64,
     workers: int = 0,
+    progress=None,
 ) -> Embeddings:
-    """:func:`embed_images`, read from / written to ``cache_dir`` when one is given."""
+    """:func:`embed_images`, read from / written to ``cache_dir`` when one is given
+    (``progress(done, total)`` is called while computing)."""
     count = len(images.images) if hasattr(images, "images") else len(images)
     path = None
     if cache_dir is not None:
@@ -61,12 +66,15 @@ def cached_embeddings(
             if result is not None:
                 STATS["hits"] += 1
                 return result
-    result = embed_images(embedder, images, batch_size=batch_size, flip=flip, workers=workers)
+    result = embed_images(
+        embedder, images, batch_size=batch_size, flip=flip, workers=workers, progress=progress
+    )
     STATS["computed"] += 1
     if path is not None:
         buf = io.BytesIO()
         np.savez(
-            buf, features=result.features, valid=result.valid, corrupt=np.array(result.corrupt, dtype=str)
+            buf, features=result.features, valid=result.valid, corrupt=np.array(result.corrupt, dtype=str),
+            unaligned=np.array(result.unaligned), unaligned_example=np.array(result.unaligned_example),
         )
         atomic_write_bytes(path, buf.getvalue())
     return result

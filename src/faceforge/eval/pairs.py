@@ -308,8 +308,20 @@ def _options(spec: str, allowed: tuple[str, ...]) -> tuple[str, dict[str, str]]:
     return path, opts
 
 
-def open_pairs(spec: str) -> PairSet:
-    """Open a pair source string (see the module docstring)."""
+def check_root(pairs: PairSet, spec: str, root_given: bool, layout: str, check: bool = True) -> PairSet:
+    """A one-line error when no image of the list exists (usually a missing or wrong ``root=``),
+    with the path looked for and the hint; some missing images are only counted later."""
+    paths = [p for p in pairs.images if isinstance(p, Path)]
+    if not check or not paths or any(p.exists() for p in paths):
+        return pairs
+    why = "the root given" if root_given else "the list's own folder (the default root)"
+    raise UserError(f"pair source '{spec}': no image found, e.g. {paths[0]} (looked under {why}); "
+                    f"add ',root=DIR' with DIR holding {layout}")
+
+
+def open_pairs(spec: str, check_images: bool = False) -> PairSet:
+    """Open a pair source string (see the module docstring). ``check_images``: fail with a hint
+    about ``root=`` when none of the listed images exists (evaluation does; parsing alone not)."""
     prefix, sep, rest = spec.partition(":")
     if not sep or prefix not in _PREFIXES:
         if not sep and spec.endswith(".bin"):
@@ -322,8 +334,8 @@ def open_pairs(spec: str) -> PairSet:
         return read_bin(path)
     if prefix == "pairs":
         path, opts = _options(rest, ("root", "ext"))
-        return parse_lfw_pairs(path, opts.get("root"), opts.get("ext", "jpg"))
+        return check_root(parse_lfw_pairs(path, opts.get("root"), opts.get("ext", "jpg")), spec,
+                          "root" in opts, f"<name>/<name>_0001.{opts.get('ext', 'jpg')}", check_images)
     path, opts = _options(rest, ("root",))
-    if prefix == "calfw":
-        return parse_calfw(path, opts.get("root"))
-    return parse_facex(path, opts.get("root"))
+    parse = parse_calfw if prefix == "calfw" else parse_facex
+    return check_root(parse(path, opts.get("root")), spec, "root" in opts, "the listed paths", check_images)

@@ -2,13 +2,14 @@
 
 A suite file (strict YAML: an unknown key is an error naming the closest valid one)::
 
-    flip: sum                 # none | sum | concat
+    flip: card                # card (default: each model's card, else sum) | none | sum | concat
     protocol: insightface     # or facex
     batch_size: 64
     workers: 0
-    verification:             # name: pair source (see faceforge.eval.pairs)
+    verification:             # name: pair source (see faceforge.eval.pairs) or an IJB tree
       lfw: pairs:lfw/pairs.txt,root=lfw
       cfp_fp: bin:cfp_fp.bin
+      ijbc: ijbc:IJB/IJBC     # IJB-B/C 1:1 (faceforge.eval.ijb): TAR@FAR columns
     identification:           # name: gallery and probe identity folders
       orl: {gallery: orl/gallery, probe: orl/probe}
     megaface:                 # name: probe identity folder, distractors (folder or random:N), sizes
@@ -18,7 +19,8 @@ A suite file (strict YAML: an unknown key is an error naming the closest valid o
 
 Relative paths are relative to the suite file. Each model is a row of the table (``a+b`` names a
 concatenation of two checkpoints); each benchmark a column. Embeddings are cached per (model
-file, dataset, flip) under ``OUT/cache``, so a re-run only reads them.
+file, dataset, flip) under ``OUT/cache``, so a re-run only reads them. With ``flip: card`` each model
+is scored as its card says (flip and mean subtraction), like ``eval verify`` without ``--flip``.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class MaskedSpec:
 
 @dataclass
 class SuiteConfig:
-    flip: str = "sum"
+    flip: str = "card"
     protocol: str = "insightface"
     batch_size: int = 64
     workers: int = 0
@@ -92,8 +94,8 @@ def load_suite(path: str | Path) -> SuiteConfig:
     data = load_yaml(path)
     try:
         cfg = from_dict(SuiteConfig, data)
-        if cfg.flip not in FLIPS:
-            raise UserError(f"flip: '{cfg.flip}' is not one of {', '.join(FLIPS)}")
+        if cfg.flip not in (*FLIPS, "card"):
+            raise UserError(f"flip: '{cfg.flip}' is not one of card, {', '.join(FLIPS)}")
         if cfg.protocol not in PROTOCOLS:
             raise UserError(f"protocol: '{cfg.protocol}' is not one of {', '.join(PROTOCOLS)}")
         base = path.parent
@@ -153,25 +155,31 @@ def run_suite(
 ) -> dict[str, Any]:
     """Run every benchmark of ``suite`` for every model; write ``report.md``, plots and JSON."""
     from faceforge.eval.identification import identify_folders, megaface_folders
+    from faceforge.eval.ijb import evaluate_ijb, is_ijb_source
     from faceforge.eval.masked import masked_identification
-    from faceforge.eval.verification import evaluate_pairs
+    from faceforge.eval.verification import evaluate_pairs, pipeline_choices
 
     cfg = suite if isinstance(suite, SuiteConfig) else load_suite(suite)
     if not models:
         raise UserError("--model: at least one model is needed")
     out = Path(out)
     cache = out / "cache"
-    kw = dict(flip=cfg.flip, batch_size=cfg.batch_size, workers=cfg.workers, cache_dir=cache)
     results: dict[str, dict[str, Any]] = {}
     for name, model in zip(_model_names(models), models, strict=True):
         if isinstance(model, Embedder):
             embedder = model
         else:
             embedder = load_embedders(str(model).split("+"), device)
+        choices = pipeline_choices(embedder, None if cfg.flip == "card" else cfg.flip)
+        kw = dict(flip=choices["flip"], batch_size=cfg.batch_size, workers=cfg.workers, cache_dir=cache)
         res: dict[str, Any] = {}
         for bench, source in cfg.verification.items():
             log(f"[{name}] verification {bench}")
-            res[bench] = evaluate_pairs(embedder, source, protocol=cfg.protocol, **kw)
+            if is_ijb_source(source):
+                res[bench] = evaluate_ijb(embedder, source, **kw)
+            else:
+                res[bench] = evaluate_pairs(embedder, source, protocol=cfg.protocol,
+                                            mean_subtract=choices["mean_subtract"], **kw)
         for bench, spec in cfg.identification.items():
             log(f"[{name}] identification {bench}")
             res[bench] = identify_folders(embedder, spec.gallery, spec.probe, **kw)
@@ -193,7 +201,10 @@ def _cells(cfg: SuiteConfig, res: dict[str, Any]) -> dict[str, str]:
     cells = {}
     for bench in cfg.verification:
         r = res[bench]
-        cells[bench] = f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f}"
+        if "benchmark" in r:  # an IJB row: TAR at the FAR the field quotes first
+            cells[f"{bench} TAR@1e-4"] = f"{100 * r['tar_at_far']['0.0001']['tar']:.2f}"
+        else:
+            cells[bench] = f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f}"
     for bench in cfg.identification:
         cells[bench] = f"{100 * res[bench]['rank1']:.2f}"
     for bench in cfg.megaface:
@@ -206,6 +217,7 @@ def _cells(cfg: SuiteConfig, res: dict[str, Any]) -> dict[str, str]:
 
 def write_report(cfg: SuiteConfig, results: dict[str, dict[str, Any]], out: Path) -> str:
     """Write report.md, results.json and the plots; return the terminal table."""
+    from faceforge.eval.ijb import is_ijb_source, report_section
     from faceforge.eval.verification import to_jsonable
 
     rows = {name: _cells(cfg, res) for name, res in results.items()}
@@ -214,11 +226,16 @@ def write_report(cfg: SuiteConfig, results: dict[str, dict[str, Any]], out: Path
         (
             "Summary",
             "Verification: accuracy % ± spread (std for insightface, standard error for facex), "
-            f"protocol {cfg.protocol}, flip {cfg.flip}. Identification, MegaFace and masked: rank-1 %.\n\n"
+            f"protocol {cfg.protocol}, "
+            + ("flip as each model's card says (else sum)" if cfg.flip == "card" else f"flip {cfg.flip}")
+            + ". IJB rows: TAR % at FAR=1e-4. Identification, MegaFace and masked: rank-1 %.\n\n"
             + report.markdown_table(rows, columns),
         )
     ]
-    for bench in cfg.verification:
+    for bench, source in cfg.verification.items():
+        if is_ijb_source(source):
+            sections.append(report_section(results, bench, out))
+            continue
         curves = {m: (r[bench]["roc_fpr"], r[bench]["roc_tpr"]) for m, r in results.items()}
         report.plot_roc(curves, out / f"roc_{bench}.png", title=f"ROC {bench}")
         detail = {

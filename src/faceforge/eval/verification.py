@@ -18,6 +18,12 @@ returns a dict. Two protocols:
 Folds are contiguous blocks in pair order (sklearn ``KFold(shuffle=False)``: the first
 ``N % k`` folds are one larger) unless an explicit fold id per pair is given (CALFW lists).
 
+``mean_subtract=True`` is the LFW scoring of SphereFace (``evaluation.m``) and MobileFaceNet-PyTorch
+(``lfw_eval.py``): for each held-out fold, the mean of the *other* folds' raw features (both images
+of every pair) is subtracted from every feature before L2 normalisation, so the threshold is chosen
+and tested on features centred without looking at the test fold. Either protocol can use it; the
+all-pairs ROC / TAR@FAR / EER then use features centred on the mean of all pairs.
+
 Every computation is vectorised with counts from ``searchsorted``: 6000 pairs take milliseconds.
 """
 
@@ -212,6 +218,38 @@ def facex_folds(
 
 
 # --------------------------------------------------------------------------------------------
+# mean subtraction of the other folds' features (SphereFace / MobileFaceNet-PyTorch)
+
+_PER_FOLD = ("fold_accuracy", "best_threshold", "val_threshold", "val_fold", "far_fold")
+
+
+def _centred(emb: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    mu = emb[rows].mean(axis=0, dtype=np.float64)
+    return l2_normalize((emb.astype(np.float64) - mu).astype(emb.dtype))
+
+
+def fold_centred(fold_fn, score_fn, emb: np.ndarray, issame: np.ndarray, folds: np.ndarray, k: int,
+                 base: dict[str, Any]) -> dict[str, Any]:
+    """``fold_fn`` (a k-fold protocol over per-pair scores) where fold f is scored on features
+    centred on the mean of the other folds; ``base`` (the run on globally centred features) gives
+    the averaged curves, every per-fold entry is replaced."""
+    out = {key: (value.copy() if isinstance(value, np.ndarray) else value) for key, value in base.items()}
+    for f in range(k):
+        res = fold_fn(score_fn(_centred(emb, np.repeat(folds != f, 2))), issame, folds, k)
+        for key in _PER_FOLD:
+            if key in res:
+                out[key][f] = res[key][f]
+    out["accuracy"] = float(np.mean(out["fold_accuracy"]))
+    if "val_fold" in out:  # insightface: std with ddof=0
+        out["accuracy_std"] = float(np.std(out["fold_accuracy"]))
+        out["val"], out["val_std"] = float(np.mean(out["val_fold"])), float(np.std(out["val_fold"]))
+        out["far"] = float(np.mean(out["far_fold"]))
+    else:  # facex: standard error
+        out["accuracy_std"] = float(np.std(out["fold_accuracy"], ddof=1) / np.sqrt(k))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # threshold-free metrics on all pairs
 
 
@@ -268,6 +306,7 @@ def verify_embeddings(
     folds: np.ndarray | None = None,
     normalize: bool = True,
     far_targets: tuple[float, ...] = FAR_TARGETS,
+    mean_subtract: bool = False,
 ) -> dict[str, Any]:
     """Verification metrics of 2N features (pair i = rows 2i, 2i+1) and N same/different labels.
 
@@ -277,23 +316,30 @@ def verify_embeddings(
     facex), per-fold accuracies and thresholds, ``threshold`` (the mean best threshold, in the
     protocol's unit: squared distance or cosine), ``cos_threshold``, VAL@FAR=1e-3 (insightface),
     ``tar_at_far`` on all pairs, ``eer`` and the all-pairs ROC (``roc_fpr``, ``roc_tpr``).
+    ``mean_subtract``: centre on the other folds' mean first (see the module docstring).
     """
     if protocol not in PROTOCOLS:
         raise UserError(f"protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}")
     emb, issame = _check(emb, issame)
-    if normalize:
-        emb = l2_normalize(emb)
     fold_ids, k = _fold_ids(issame.shape[0], folds, n_folds)
+    raw = emb
+    if mean_subtract:
+        emb = _centred(emb, np.ones(emb.shape[0], dtype=bool))
+    elif normalize:
+        emb = l2_normalize(emb)
     out: dict[str, Any] = {
         "protocol": protocol,
         "pairs": int(issame.shape[0]),
         "same": int(issame.sum()),
         "different": int((~issame).sum()),
         "folds": k,
+        "mean_subtract": bool(mean_subtract),
     }
     if protocol == "insightface":
         dist = pair_distances(emb)
         out.update(insightface_folds(dist, issame, fold_ids, k))
+        if mean_subtract:
+            out.update(fold_centred(insightface_folds, pair_distances, raw, issame, fold_ids, k, out))
         out["threshold"] = float(np.mean(out["best_threshold"]))
         out["cos_threshold"] = 1.0 - out["threshold"] / 2.0  # |a-b|^2 = 2 - 2cos for unit rows
         out["dist"] = dist
@@ -301,6 +347,8 @@ def verify_embeddings(
     else:
         scores32 = pair_scores(emb)
         out.update(facex_folds(scores32, issame, fold_ids, k))
+        if mean_subtract:
+            out.update(fold_centred(facex_folds, pair_scores, raw, issame, fold_ids, k, out))
         out["threshold"] = float(np.mean(out["best_threshold"]))
         out["cos_threshold"] = out["threshold"]
         out["score"] = scores32
@@ -317,6 +365,39 @@ def verify_embeddings(
     return out
 
 
+def pipeline_choices(embedder, flip: str | None = None, mean_subtract: bool | None = None) -> dict[str, Any]:
+    """Flip fusion and scoring: what the user asked, else what the model's card declares, else the
+    defaults (flip ``sum``, no mean subtraction); with where each choice came from."""
+    card = getattr(embedder, "card", None)
+    declared = getattr(card, "declared", frozenset()) if card is not None else frozenset()
+    out: dict[str, Any] = {}
+    for key, asked, default in (("flip", flip, "sum"), ("mean_subtract", mean_subtract, False)):
+        if asked is not None:
+            out[key], out[f"{key}_from"] = asked, "command line"
+        elif key in declared:
+            out[key], out[f"{key}_from"] = getattr(card, key), "model card"
+        else:
+            out[key], out[f"{key}_from"] = default, "default"
+    return out
+
+
+def preprocessing_record(embedder) -> dict[str, Any]:
+    """What ``verification.json`` records about the model: file, card and how images were fed."""
+    meta = embedder.meta
+    card = getattr(embedder, "card", None)
+    source = getattr(embedder, "source", None) or getattr(embedder, "path", None)
+    return {
+        "model_path": str(source) if source else meta.name,
+        "card": card.to_dict() if card is not None else None,
+        "card_origin": getattr(embedder, "card_origin", ""),
+        "input_size": list(meta.input_size),
+        "template": meta.template,
+        "channel_order": meta.channel_order,
+        "mean": meta.mean if isinstance(meta.mean, (int, float)) else list(meta.mean),
+        "std": meta.std if isinstance(meta.std, (int, float)) else list(meta.std),
+    }
+
+
 def summary_line(result: dict[str, Any]) -> str:
     """One line a user reads: accuracy +- spread, threshold, TAR@FAR and EER."""
     spread = "s.e." if result["protocol"] == "facex" else "std"
@@ -330,6 +411,28 @@ def summary_line(result: dict[str, Any]) -> str:
     if "val" in result:
         text += f", VAL@FAR=1e-3 {result['val']:.4f} ± {result['val_std']:.4f}"
     return text
+
+
+def alignment_warning(result: dict[str, Any]) -> str:
+    """A warning when images were not aligned crops (empty when all were, or the model aligned them)."""
+    n = result.get("unaligned_images", 0)
+    if not n or result.get("self_aligned"):
+        return ""
+    h, w = result["preprocessing"]["input_size"]
+    return (f"WARNING: {n} of {result['images']} images are not aligned face crops (e.g. "
+            f"{result['unaligned_example']}; the model takes {h}x{w} {result['preprocessing']['template']} "
+            "crops): they were resized whole, which loses much accuracy; align them first, e.g. "
+            "'faceforge align SRC DST --fallback center' for already-cropped sets such as LFW")
+
+
+def coverage_line(result: dict[str, Any]) -> str:
+    """Pairs scored vs pairs in the protocol, flagged when the accuracy covers fewer pairs."""
+    total, scored = result.get("protocol_pairs", result["pairs"]), result["pairs"]
+    if scored == total:
+        return f"scored {scored} of {total} pairs in the protocol"
+    return (f"WARNING: scored {scored} of {total} pairs in the protocol ({total - scored} dropped: "
+            f"{result.get('corrupt_images', 0)} images unreadable or without a face); this accuracy is "
+            "not comparable with one over the whole protocol")
 
 
 _CURVE_KEYS = ("dist", "score", "roc_fpr", "roc_tpr", "tpr", "fpr", "thresholds")
@@ -367,61 +470,115 @@ def write_result(result: dict[str, Any], out_dir: str | Path, name: str = "verif
 def evaluate_pairs(
     embedder,
     pair_source,
-    flip: str = "sum",
+    flip: str | None = "sum",
     protocol: str = "insightface",
     batch_size: int = 64,
     workers: int = 0,
     cache_dir: str | Path | None = None,
+    mean_subtract: bool | None = False,
+    progress=None,
 ) -> dict[str, Any]:
     """Embed a pair source (a string such as ``bin:lfw.bin`` or a ``PairSet``) and verify it.
 
-    Pairs with a corrupt or missing image are dropped and counted (``dropped_pairs``); the
-    trainer calls this during training with its own :class:`~faceforge.embed.base.Embedder`.
+    ``flip`` / ``mean_subtract`` None: the model card's choice (:func:`pipeline_choices`).
+    Pairs with a corrupt or missing image are dropped and counted (``dropped_pairs``;
+    ``protocol_pairs`` is the protocol's count); the trainer calls this during training with its
+    own :class:`~faceforge.embed.base.Embedder`.
     """
     from faceforge.eval.cache import cached_embeddings
     from faceforge.eval.pairs import PairSet, open_pairs
 
-    pairs = pair_source if isinstance(pair_source, PairSet) else open_pairs(str(pair_source))
+    choices = pipeline_choices(embedder, flip, mean_subtract)
+    flip = choices["flip"]
+    pairs = pair_source if isinstance(pair_source, PairSet) else open_pairs(str(pair_source), True)
     spec = pair_source if isinstance(pair_source, str) else f"pairset:{pairs.name}:{len(pairs)}"
-    emb = cached_embeddings(embedder, pairs, spec, flip, cache_dir, batch_size, workers)
-    keep = emb.valid[pairs.pairs].all(axis=1)
+    emb = cached_embeddings(embedder, pairs, spec, flip, cache_dir, batch_size, workers, progress)
+    result = _verify_rows(emb.features, emb.valid, pairs, spec, protocol, choices["mean_subtract"], True)
+    result.update({"model": embedder.meta.name, **choices, "preprocessing": preprocessing_record(embedder),
+                   "images": len(pairs.images), "unaligned_images": emb.unaligned,
+                   "unaligned_example": emb.unaligned_example,
+                   "self_aligned": emb.unaligned > 0 and hasattr(embedder, "prepare_photo")})
+    return result
+
+
+def _verify_rows(features: np.ndarray, valid: np.ndarray, pairs, spec: str, protocol: str,
+                 mean_subtract: bool, normalize: bool) -> dict[str, Any]:
+    """Verify the pairs whose two images have a feature row; count the others."""
+    keep = valid[pairs.pairs].all(axis=1)
     kept = pairs.select(keep)
+    missing = int((~valid).sum())
     if len(kept) == 0:
-        raise UserError(f"{spec}: no pair has two readable images ({emb.num_corrupt} unreadable)")
-    feats = emb.features[kept.pairs.reshape(-1)]
+        raise UserError(f"{spec}: no pair has two usable images ({missing} unreadable or without a face)")
+    feats = features[kept.pairs.reshape(-1)]
     folds = kept.folds
     if folds is not None and not keep.all():
         # a fold may vanish; renumber the survivors 0..K-1
         folds = np.unique(folds, return_inverse=True)[1]
-    result = verify_embeddings(feats, kept.issame, protocol=protocol, folds=folds)
-    result.update(
-        {
-            "source": spec,
-            "model": embedder.meta.name,
-            "flip": flip,
-            "dropped_pairs": int((~keep).sum()),
-            "corrupt_images": emb.num_corrupt,
-        }
-    )
+    result = verify_embeddings(feats, kept.issame, protocol=protocol, folds=folds,
+                               mean_subtract=mean_subtract, normalize=normalize)
+    result.update({"source": spec, "protocol_pairs": len(pairs), "dropped_pairs": int((~keep).sum()),
+                   "corrupt_images": missing, "complete": bool(keep.all())})
+    return result
+
+
+def verify_embedding_file(npz: str | Path, pair_source: str, protocol: str = "insightface",
+                          mean_subtract: bool = False) -> dict[str, Any]:
+    """Score the output of ``faceforge embed`` (an .npz with ``embeddings`` and ``files``) on a pair
+    source: each pair image is matched by resolved path to its first face; images without a row
+    (no face, unreadable, not embedded) drop their pairs, counted as in :func:`evaluate_pairs`."""
+    from faceforge.eval.pairs import open_pairs
+
+    npz = Path(npz)
+    if not npz.is_file():
+        raise UserError(f"--embeddings: file not found: {npz}")
+    try:
+        with np.load(npz, allow_pickle=False) as z:
+            feats, files, face = z["embeddings"], z["files"], z["face"]
+            flip = str(z["flip"]) if "flip" in z else "unknown"
+    except Exception as e:  # truncated zip, bad CRC, missing array, pickled objects
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise UserError(f"--embeddings {npz}: not an .npz written by 'faceforge embed' ({reason})") from None
+    rows: dict[str, int] = {}
+    for row, (name, k) in enumerate(zip(files, face)):
+        if int(k) == 0:
+            rows.setdefault(str(Path(str(name)).resolve()), row)
+    pairs = open_pairs(pair_source)
+    index = np.array([rows.get(str(Path(p).resolve()), -1) if isinstance(p, Path) else -1
+                      for p in pairs.images], dtype=np.int64)
+    if not (index >= 0).any():
+        raise UserError(f"--embeddings {npz}: none of the {len(pairs.images)} images of {pair_source} was "
+                        f"embedded (e.g. {pairs.images[0]}); embed the pair source itself: faceforge embed "
+                        f"'{pair_source}' --out {npz.name}")
+    features = np.zeros((len(pairs.images), feats.shape[1]), dtype=np.float32)
+    features[index >= 0] = feats[index[index >= 0]]
+    result = _verify_rows(features, index >= 0, pairs, pair_source, protocol, mean_subtract, False)
+    result.update({"model": str(npz), "flip": flip, "flip_from": "embeddings file",
+                   "mean_subtract_from": "command line" if mean_subtract else "default",
+                   "preprocessing": {"embeddings": str(npz)}})
     return result
 
 
 def run(
     models,
     pairs: str,
-    flip: str = "sum",
+    flip: str | None = None,
     protocol: str = "insightface",
     out: str | Path | None = None,
     device: str = "cpu",
     batch_size: int = 64,
     workers: int = 0,
+    mean_subtract: bool | None = None,
+    progress=None,
 ) -> dict[str, Any]:
-    """``faceforge eval verify``: load the model(s), verify, write JSON + ROC when ``out`` is set."""
+    """``faceforge eval verify``: load the model(s), verify, write JSON + ROC when ``out`` is set.
+
+    ``flip`` / ``mean_subtract`` None: as the model's card says (flip ``sum`` without a card)."""
     from faceforge.embed.loading import load_embedders
 
     embedder = load_embedders(models, device)
     cache = Path(out) / "cache" if out else None
-    result = evaluate_pairs(embedder, pairs, flip, protocol, batch_size, workers, cache_dir=cache)
+    result = evaluate_pairs(embedder, pairs, flip, protocol, batch_size, workers, cache_dir=cache,
+                            mean_subtract=mean_subtract, progress=progress)
     if out:
         result["json"] = str(write_result(result, out))
     return result

@@ -28,3 +28,16 @@ class Progress:
             if self.done == self.total:
                 self.stream.write("\n")
             self.stream.flush()
+
+
+def progress_callback(label: str, enabled: bool = True):
+    """A ``progress(done, total)`` callback (what ``embed_images`` calls) drawing a :class:`Progress`."""
+    state: dict[str, Progress] = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in state:
+            state["bar"] = Progress(total, enabled, label)
+        bar = state["bar"]
+        bar.step(done - bar.done)
+
+    return update

@@ -10,6 +10,12 @@ Supported layouts (``--from``):
   is dropped; inputs ``(pixel - 127.5) / 128`` as above.
 * ``opensphere`` — an OpenSphere backbone state_dict (``sfnet*``, ``iresnet*``).
 
+Channel order: FaceX-Zoo (``CommonTestDataset``, training ``ImageDataset``) and sphereface_pytorch
+(``lfw_eval.py``, ``dataset.py``) read images with ``cv2.imread`` and never convert, so their
+networks were trained and tested on **BGR**; arcface_torch (``cv2.cvtColor(BGR2RGB)`` / MXNet
+decoding) and OpenSphere (``image[:, :, ::-1]`` after ``cv2.imread``) feed RGB. Every source records
+its ``channel_order``, so the embedder flips the channels where the peer did not.
+
 A ``module.`` prefix (DataParallel/DDP) is removed for every source. The state_dict must then match
 the faceforge backbone's keys and shapes exactly; otherwise a ``UserError`` lists the first
 missing / unexpected / mis-shaped entries.
@@ -27,10 +33,12 @@ from faceforge.errors import UserError
 
 # source -> (prefix holding the backbone, prefixes/keys that are not backbone, meta overrides)
 SOURCES: dict[str, dict[str, Any]] = {
-    "arcface_torch": {"prefix": "", "drop": (), "meta": {"mean": 0.5, "std": 0.5}},
-    "facex": {"prefix": "backbone.", "drop": ("head.",), "meta": {"mean": 0.5, "std": 128 / 255}},
-    "sphereface": {"prefix": "", "drop": ("fc6.",), "meta": {"mean": 0.5, "std": 128 / 255}},
-    "opensphere": {"prefix": "", "drop": (), "meta": {}},
+    "arcface_torch": {"prefix": "", "drop": (), "meta": {"mean": 0.5, "std": 0.5, "channel_order": "rgb"}},
+    "facex": {"prefix": "backbone.", "drop": ("head.",),
+              "meta": {"mean": 0.5, "std": 128 / 255, "channel_order": "bgr"}},
+    "sphereface": {"prefix": "", "drop": ("fc6.",),
+                   "meta": {"mean": 0.5, "std": 128 / 255, "channel_order": "bgr"}},
+    "opensphere": {"prefix": "", "drop": (), "meta": {"mean": 0.5, "std": 0.5, "channel_order": "rgb"}},
 }
 SHOW = 5  # how many offending keys an error names
 
@@ -96,7 +104,7 @@ def import_checkpoint(src: str | Path, source: str, backbone: str, out: str | Pa
     """Convert ``src`` (a ``source`` checkpoint) into faceforge checkpoint ``out`` for ``backbone``.
 
     Returns a summary (backbone, entries, params, meta). ``options`` go to the backbone builder,
-    e.g. ``embedding_size=256``.
+    e.g. ``embedding_size=256`` or ``input_size=(112, 96)`` (FaceX-Zoo's 112x96 MobileFaceNet).
     """
     from faceforge.models import build_backbone
     from faceforge.models.checkpoint import save_checkpoint
@@ -119,7 +127,8 @@ def import_checkpoint(src: str | Path, source: str, backbone: str, out: str | Pa
     save_checkpoint(out, model, config={"imported_from": source, "src": str(src)})
     return {"backbone": backbone, "entries": len(layout), "options": options,
             "params": sum(p.numel() for p in model.parameters()),
-            "meta": {k: model.meta[k] for k in ("input_size", "template", "mean", "std", "embedding_size")}}
+            "meta": {k: model.meta[k] for k in ("input_size", "template", "mean", "std", "channel_order",
+                                                "embedding_size")}}
 
 
 def _infer_embedding_size(layout: Mapping[str, torch.Tensor], peer: Mapping[str, torch.Tensor]) -> int | None:

@@ -10,8 +10,6 @@ the same code path.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,8 +28,11 @@ def shard_range(num_classes: int, rank: int, world: int) -> tuple[int, int]:
 class _DistSoftmaxCE(torch.autograd.Function):
     """Mean cross-entropy of logits whose columns are spread over ranks.
 
-    ``labels`` are shard-local (-1 where the target lives on another shard). The backward pass is
-    local: d(loss)/d(logits) = (softmax - onehot) / N, with the softmax normalised globally.
+    ``labels`` are shard-local (-1 where the target lives on another shard). The loss of a row is
+    computed in log space, ``log(sum_j exp(l_j - max)) + max - l_target`` (the sum and the target
+    logit all-reduced across shards), so a hard row reports its true value: taking ``-log`` of a
+    clamped probability capped every row at ``-log(1e-30) = 69.08``. The backward pass is local:
+    d(loss)/d(logits) = (softmax - onehot) / N, with the softmax normalised globally.
     """
 
     @staticmethod
@@ -48,11 +49,11 @@ class _DistSoftmaxCE(torch.autograd.Function):
         D.all_reduce_(denom)
         prob = exp / denom
         has = labels >= 0
-        target_prob = torch.zeros(logits.shape[0], 1, device=logits.device)
+        target_logit = torch.zeros(logits.shape[0], 1, device=logits.device)
         rows = torch.nonzero(has, as_tuple=True)[0]
-        target_prob[rows, 0] = prob[rows, labels[rows]]
-        D.all_reduce_(target_prob)
-        loss = -torch.log(target_prob.clamp_min(1e-30)).mean()
+        target_logit[rows, 0] = logits[rows, labels[rows]]
+        D.all_reduce_(target_logit)  # each row's target lives on exactly one shard
+        loss = (torch.log(denom) + row_max - target_logit).mean()
         ctx.save_for_backward(prob, labels)
         return loss
 
@@ -90,8 +91,12 @@ class PartialFC(nn.Module):
         return self.class_end - self.class_start
 
     def _sample(self, local_labels: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Columns to keep (positives first) and labels remapped into them."""
-        num_sample = int(math.ceil(self.sample_rate * self.num_local))
+        """Columns to keep (every positive, then random negatives) and labels remapped into them.
+
+        ``int(rate * C_local)`` columns, truncated as arcface_torch's ``PartialFC_V2`` does (so the
+        same rate keeps the same count of columns); more when the batch holds more positives.
+        """
+        num_sample = int(self.sample_rate * self.num_local)
         if self.sample_rate >= 1.0 or num_sample >= self.num_local:
             return None, local_labels
         positive = torch.unique(local_labels[local_labels >= 0], sorted=True)

@@ -33,10 +33,11 @@ class Combined(Margin):
         arcface_torch_compat: bool = False,
     ):
         super().__init__()
-        if arcface_torch_compat and not (m3 > 0 or m1 == 1.0):
+        # the peer's forward has exactly two branches: m3 > 0 (CosFace) and m1 == 1, m3 == 0 (ArcFace)
+        if arcface_torch_compat and not (m3 > 0 or (m1 == 1.0 and m3 == 0.0)):
             raise UserError(
-                f"head: arcface_torch_compat supports m3 > 0 or m1 == 1 only (got m1={m1}, m3={m3}); "
-                "arcface_torch raises for other settings"
+                f"head: arcface_torch_compat supports m3 > 0, or m1 == 1 with m3 == 0, only (got m1={m1}, "
+                f"m3={m3}); arcface_torch raises for other settings"
             )
         self.s, self.m1, self.m2, self.m3 = s, m1, m2, m3
         self.threshold = interclass_filtering_threshold
