@@ -102,7 +102,8 @@ def _tree(root: Path) -> Path:
 def test_mask_folder_deterministic_resumable_and_safe(tmp_path):
     src = _tree(tmp_path / "src")
     c1 = mask_folder(src, tmp_path / "m1", seed=5)
-    assert c1 == {"images": 7, "identities": 2, "masked": 6, "skipped_existing": 0, "corrupt": 1}
+    assert c1 == {"images": 7, "identities": 2, "masked": 6, "skipped_existing": 0, "corrupt": 1,
+                  "not_crops": 0}
     mask_folder(src, tmp_path / "m2", seed=5)
     mask_folder(src, tmp_path / "m3", seed=6)
     for f in sorted((tmp_path / "m1").rglob("*.png")):

@@ -1,14 +1,17 @@
 """Typed, strict configs: dataclasses loaded from YAML with ``--set a.b=c`` overrides.
 
-An unknown key or a value of the wrong type is a one-line :class:`UserError` naming the key and,
-for unknown keys, the closest valid one. Sections that forward options to a registered component
-(``model``, ``head``) keep unknown keys in ``options``; the registry checks them against the
-component's signature when it is built.
+An unknown key, a value of the wrong type or out of its range is a one-line :class:`UserError`
+naming the key and, for unknown keys, the closest valid one. Ranges are declared beside the fields
+(a ``RANGES`` class variable of :class:`Bound` per field) and checked when a config is loaded, so
+``data.batch_size=-4`` never becomes a run of 0 steps; no float field takes NaN or infinity.
+Sections that forward options to a registered component (``model``, ``head``) keep unknown keys in
+``options``; the registry checks them against the component's signature when it is built.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +19,50 @@ from pathlib import Path
 from typing import Any
 
 from faceforge.errors import UserError, closest
+
+
+@dataclass(frozen=True)
+class Bound:
+    """An allowed numeric range: ``low <= v`` (``low < v`` if ``open_low``) and ``v <= high``."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def check(self, value: Any, where: str) -> None:
+        if isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                self.check(v, f"{where}[{i}]")
+            return
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return
+        lo_ok = self.low is None or (value > self.low if self.open_low else value >= self.low)
+        hi_ok = self.high is None or (value < self.high if self.open_high else value <= self.high)
+        if not (lo_ok and hi_ok):
+            raise UserError(f"{where}: must be {self}, got {value!r}")
+
+    def __str__(self) -> str:
+        def num(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() else str(x)
+
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {num(self.low)}"
+        if self.low is None:
+            return f"{'<' if self.open_high else '<='} {num(self.high)}"
+        return (f"in {'(' if self.open_low else '['}{num(self.low)}, {num(self.high)}"
+                f"{')' if self.open_high else ']'}")
+
+
+def at_least(x: float) -> Bound:
+    return Bound(low=x)
+
+
+def above(x: float) -> Bound:
+    return Bound(low=x, open_low=True)
+
+
+POSITIVE, COUNT, NON_NEGATIVE = above(0), at_least(1), at_least(0)
 
 
 @dataclass
@@ -27,6 +74,10 @@ class DataConfig:
     flip: bool = True
     identities_min_images: int = 1
 
+    RANGES: typing.ClassVar[dict[str, Bound]] = {
+        "batch_size": COUNT, "workers": NON_NEGATIVE, "identities_min_images": COUNT,
+    }
+
 
 @dataclass
 class ModelConfig:
@@ -34,6 +85,8 @@ class ModelConfig:
     embedding_size: int = 512
     init: str | None = None  # fine-tune: start the backbone from this checkpoint
     options: dict[str, Any] = field(default_factory=dict)
+
+    RANGES: typing.ClassVar[dict[str, Bound]] = {"embedding_size": COUNT}
 
 
 @dataclass
@@ -57,6 +110,12 @@ class OptimConfig:
     no_decay_norm: bool = True  # no weight decay on BatchNorm/PReLU weights and biases
     backbone_lr_mult: float = 1.0  # < 1 when fine-tuning an imported backbone with a new head
 
+    RANGES: typing.ClassVar[dict[str, Bound]] = {
+        "lr": POSITIVE, "momentum": Bound(0, 1, open_high=True), "weight_decay": NON_NEGATIVE,
+        "lr_steps": NON_NEGATIVE, "gamma": POSITIVE, "warmup_epochs": NON_NEGATIVE, "power": POSITIVE,
+        "grad_clip": NON_NEGATIVE, "backbone_lr_mult": NON_NEGATIVE,
+    }
+
 
 @dataclass
 class TrainConfig:
@@ -75,6 +134,11 @@ class TrainConfig:
     val_every_epochs: int = 1
     tensorboard: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+
+    RANGES: typing.ClassVar[dict[str, Bound]] = {
+        "epochs": COUNT, "max_minutes": NON_NEGATIVE, "max_steps": NON_NEGATIVE, "log_every": COUNT,
+        "grad_accum": COUNT, "save_every_steps": NON_NEGATIVE, "val_every_epochs": COUNT,
+    }
 
 
 @dataclass
@@ -129,6 +193,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise UserError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -159,6 +225,9 @@ def _from_dict(cls: type, data: dict, where: str = "") -> Any:
             if key not in names:
                 raise UserError(f"unknown config key '{path}': {closest(str(key), names)}")
         kwargs[key] = _coerce(value, hints[key], path)
+        bound = getattr(cls, "RANGES", {}).get(key)
+        if bound is not None:
+            bound.check(kwargs[key], path)
     if extra:
         kwargs["options"] = {**kwargs.get("options", {}), **extra}
     return cls(**kwargs)

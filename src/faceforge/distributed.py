@@ -30,6 +30,30 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
 
 
+def check_device(name: str, where: str = "--device") -> str:
+    """``name`` (cpu, auto, cuda, cuda:N, mps) if this machine has it, else a one-line UserError:
+    ``cuda:7`` on a CPU-only build fails here, not deep inside the first ``.to()``."""
+    from faceforge.errors import UserError
+
+    text = str(name).strip().lower()
+    if text in ("cpu", "auto"):
+        return text
+    if text == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if not (mps and mps.is_available()):
+            raise UserError(f"{where}: mps is not available on this machine")
+        return text
+    index = text.removeprefix("cuda").removeprefix(":")
+    if not text.startswith("cuda") or (text != "cuda" and not (text.startswith("cuda:") and index.isdigit())):
+        raise UserError(f"{where}: '{name}' is not a device (cpu, cuda, cuda:N, mps or auto)")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise UserError(f"{where}: '{name}': this build/machine has no CUDA device (use cpu)")
+    if index and int(index) >= count:
+        raise UserError(f"{where}: '{name}': only {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    return text
+
+
 def init_from_env(device: str = "auto") -> bool:
     """Initialise the default process group when launched by torchrun (WORLD_SIZE > 1)."""
     if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:

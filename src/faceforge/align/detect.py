@@ -64,4 +64,8 @@ def detect_files(
         if draw_dir is not None:
             ok, buf = cv2.imencode(".png", cv2.cvtColor(draw_faces(img, faces), cv2.COLOR_RGB2BGR))
             atomic_write_bytes(Path(draw_dir) / f"{path.stem}_faces.png", buf.tobytes())
+    if all("error" in r for r in results):  # nothing could be read: an error, not a JSON of errors
+        first = results[0]["error"]
+        raise UserError(first if len(results) == 1 else f"detect: none of the {len(results)} images "
+                        f"could be read (first: {first})")
     return results

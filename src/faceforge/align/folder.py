@@ -5,6 +5,12 @@ resumable (an image whose output exists is skipped), never writes inside its sou
 every image that is not a clean single-face alignment in ``DST/align_report.csv``, with a summary
 in ``DST/align_summary.json``. Work is spread over processes, each with its own detector session
 running one intra-op thread.
+
+Crash safety: every finished image is appended at once to ``DST/.align_journal.jsonl`` (one JSON
+line, flushed), and the report and summary are rebuilt from the journal, every
+``SAVE_EVERY`` images and at the end. A run killed with ``kill -9`` loses at most the line being
+written; the next run sweeps the killed writer's temporary crops, skips finished outputs, and its
+report covers the images of both runs (``all_runs`` in the summary counts them).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from faceforge.io.progress import Progress
 
 REPORT_NAME = "align_report.csv"
 SUMMARY_NAME = "align_summary.json"
+JOURNAL_NAME = ".align_journal.jsonl"
+SAVE_EVERY = 200  # images between rewrites of the report and summary during a run
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -139,6 +147,78 @@ def _read_report(path: Path) -> dict[str, list[str]]:
     return {r[0]: r for r in rows[1:] if len(r) == 4}
 
 
+def _read_journal(path: Path) -> dict[str, list]:
+    """Latest result per image from the journal; a line cut short by a kill is ignored."""
+    out: dict[str, list] = {}
+    if not path.is_file():
+        return out
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, list) and len(row) == 5 and isinstance(row[0], str):
+                out[row[0]] = row
+    return out
+
+
+class _Journal:
+    """Append-only record of finished images; the report and summary are derived from it."""
+
+    def __init__(self, dst: Path, known: set[str]):
+        self.dst, self.known = dst, known
+        self.path = dst / JOURNAL_NAME
+        self.rows = _read_journal(self.path)
+        self.old_report = _read_report(dst / REPORT_NAME)  # written before journals existed
+        self._f = None
+        self.pending = 0
+
+    def add(self, result: tuple) -> None:
+        if self._f is None:
+            self.dst.mkdir(parents=True, exist_ok=True)
+            self._f = open(self.path, "a", encoding="utf-8")
+        row = [result[0], result[1], int(result[2]), result[3], int(result[4])]
+        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._f.flush()  # in the OS's hands: survives kill -9 of this process
+        self.rows[row[0]] = row
+        self.pending += 1
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def save(self, counts: dict) -> None:
+        from faceforge.atomic import atomic_write_text
+
+        rows = {k: v for k, v in self.old_report.items() if k in self.known}
+        for k, r in self.rows.items():
+            if k not in self.known:
+                continue  # an image removed from the source since
+            if r[1] == "aligned":
+                rows.pop(k, None)
+            else:
+                rows[k] = [r[0], r[1], str(r[2]), r[3]]
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["file", "status", "faces", "detail"])
+        writer.writerows(rows[k] for k in sorted(rows))
+        atomic_write_text(self.dst / REPORT_NAME, buf.getvalue())
+        every = Counter(r[1] for k, r in self.rows.items() if k in self.known)
+        counts = dict(counts, all_runs={
+            "recorded": sum(every.values()),
+            "aligned": every["aligned"] + every["several_faces"] + sum(
+                n for s, n in every.items() if s.startswith("fallback_")),
+            "crops_written": sum(r[4] for k, r in self.rows.items() if k in self.known),
+            "no_face": every["no_face"],
+            "several_faces": every["several_faces"] + every["skipped_multi"],
+            **{s: every[s] for s in ("skipped_multi", "corrupt", "bad_landmarks")},
+        })
+        atomic_write_text(self.dst / SUMMARY_NAME, json.dumps(counts, indent=2) + "\n")
+        self.pending = 0
+
+
 # --- driver ---------------------------------------------------------------------------------------
 
 
@@ -170,7 +250,6 @@ def align_folder(
     or another detector's name (tried when the first finds nothing).
     """
     from faceforge.align.transform import TEMPLATES, template_points
-    from faceforge.atomic import atomic_write_text
     from faceforge.io.folders import list_identity_folder
     from faceforge.registry import DETECTORS
 
@@ -184,10 +263,12 @@ def align_folder(
         raise UserError(f"--workers: must be >= 0 (0 = one per CPU core), got {workers}")
     workers = int(workers) or (os.cpu_count() or 1)
     src_path, dst_path = check_output_tree(Path(src), Path(dst))
-    files, labels, names = list_identity_folder(src_path)
-    if not files:
-        raise UserError(f"align source: no images under {src} (expected SRC/<identity>/<image>)")
+    files, labels, names = list_identity_folder(src_path, "align")
 
+    from faceforge.atomic import sweep_stale_temps
+
+    for folder in [dst_path, *(dst_path / n for n in names)]:
+        sweep_stale_temps(folder)  # temporary crops of a run killed mid-write
     tasks, skipped = [], 0
     for f in files:
         out_dir = dst_path / f.parent.name
@@ -198,28 +279,49 @@ def align_folder(
     options = dict(detector_options or {})
     init_args = (detector, options, template, size, multi, border, points, fallback)
     bar = Progress(len(tasks), progress)
-    results = []
+    results: list = []
+    journal = _Journal(dst_path, {f"{f.parent.name}/{f.name}" for f in files})
     start = time.perf_counter()
-    if tasks:
-        dst_path.mkdir(parents=True, exist_ok=True)
-        workers = min(int(workers), len(tasks))
-        if workers == 1:
-            _init_worker(*init_args)
-            for task in tasks:
-                results.append(_align_one(task))
-                bar.step()
-        else:
-            import multiprocessing as mp
 
-            ctx = mp.get_context("spawn")  # no onnxruntime/OpenCV state is inherited through fork
-            with ctx.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
-                for result in pool.imap_unordered(_align_one, tasks, chunksize=4):
-                    results.append(result)
-                    bar.step()
-    seconds = time.perf_counter() - start
+    def counts_so_far() -> dict:
+        return _counts(files, names, skipped, results, time.perf_counter() - start, detector, template,
+                       size, multi, workers, points, fallback)
 
+    def finished(result) -> None:
+        results.append(result)
+        journal.add(result)
+        bar.step()
+        if journal.pending >= SAVE_EVERY:
+            journal.save(counts_so_far())
+
+    try:
+        if tasks:
+            dst_path.mkdir(parents=True, exist_ok=True)
+            workers = min(int(workers), len(tasks))
+            if workers == 1:
+                _init_worker(*init_args)
+                for task in tasks:
+                    finished(_align_one(task))
+            else:
+                import multiprocessing as mp
+
+                ctx = mp.get_context("spawn")  # no onnxruntime/OpenCV state is inherited through fork
+                with ctx.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
+                    for result in pool.imap_unordered(_align_one, tasks, chunksize=4):
+                        finished(result)
+    finally:
+        journal.close()
+    counts = counts_so_far()
+    if tasks or journal.rows:
+        journal.save(counts)
+    return counts
+
+
+def _counts(files, names, skipped, results, seconds, detector, template, size, multi, workers,
+            points, fallback) -> dict:
+    """This run's counts (``all_runs`` with the journal's totals is added by the summary)."""
     status = Counter(r[1] for r in results)
-    counts = {
+    return {
         "images": len(files),
         "identities": len(names),
         "skipped_existing": skipped,
@@ -243,15 +345,3 @@ def align_folder(
         "workers": int(workers),
         "landmarks": None if points is None else str(points),
     }
-    if tasks:
-        # a resumed run keeps the earlier rows of images it did not process again
-        rows = {r[0]: [r[0], r[1], str(r[2]), r[3]] for r in results if r[1] != "aligned"}
-        rows.update({k: v for k, v in _read_report(dst_path / REPORT_NAME).items()
-                     if k not in {r[0] for r in results}})
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["file", "status", "faces", "detail"])
-        writer.writerows(rows[k] for k in sorted(rows))
-        atomic_write_text(dst_path / REPORT_NAME, buf.getvalue())
-        atomic_write_text(dst_path / SUMMARY_NAME, json.dumps(counts, indent=2) + "\n")
-    return counts

@@ -30,8 +30,45 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def device_name(text: str) -> str:
+    """argparse type for ``--device``: cpu, auto, cuda or cuda:N that exists on this machine."""
+    from faceforge.distributed import check_device
+    from faceforge.errors import UserError
+
+    try:
+        return check_device(text, "device")
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("device: ")) from None
+
+
+def bounded(kind: type, low: float | None = None, high: float | None = None, open_low: bool = False):
+    """argparse type: an int/float within [low, high] (``low`` excluded with ``open_low``; NaN and
+    infinity refused)."""
+    import math
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got '{text}'") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got '{text}'")
+        if (low is not None and (value <= low if open_low else value < low)) or (
+            high is not None and value > high
+        ):
+            span = (f"{'>' if open_low else '>='} {low}" if high is None
+                    else f"in {'(' if open_low else '['}{low}, {high}]")
+            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 def add_device_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="cpu, cuda, cuda:1 or auto (default)")
 
 
 def resolve_device(name: str = "auto") -> str:

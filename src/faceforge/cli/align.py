@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from faceforge.cli._common import bounded
+
 DETECTOR_HELP = "face detector: retinaface (default) or mtcnn"
 
 
@@ -55,7 +57,7 @@ def add_commands(sub) -> None:
     p.add_argument("--fallback", default="none", metavar="RULE",
                    help="an image without a face: none (report it, default), center (a centred crop, for "
                    "already-cropped sets such as LFW) or another detector's name (e.g. mtcnn)")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=bounded(int, 0), default=1,
                    help="processes, one detector each; 0 = one per CPU core (default 1)")
     p.add_argument("--multi", default="largest_center", choices=["largest_center", "largest", "skip", "all"],
                    help="images with several faces: keep the largest face nearest the centre (default), "

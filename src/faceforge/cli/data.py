@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from faceforge.cli._common import add_group
+from faceforge.cli._common import add_group, bounded
 from faceforge.errors import UserError
 
 HELP = "prepare training data: clean, balance, merge, shallow, stats, pack, convert, mask"
@@ -50,7 +50,8 @@ def _merge(args) -> int:
     r = merge(args.paths[:-1], args.paths[-1], threshold=args.threshold,
               by_name=not args.no_name, mapping=args.mapping, embedder=embedder)
     print(f"merge: {r['identities_in']} identities from {len(r['sources'])} sources -> "
-          f"{r['identities_out']} identities, {r['images']} images ({r['merged_by_name']} matched by name, "
+          f"{r['identities_out']} identities, {r['images']} images, {r['corrupt']} unreadable skipped "
+          f"({r['merged_by_name']} matched by name, "
           f"{len(r['embedding_pairs'])} pairs by embedding); mapping: {r['mapping']}")
     return 0
 
@@ -103,21 +104,23 @@ def add_commands(sub) -> None:
     p = group.add_parser("clean", help="decode-check, convert to RGB JPEG, ASCII names, drop duplicates")
     p.add_argument("src", help="identity-folder dataset (never modified)")
     p.add_argument("dst", help="new output folder")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality of converted images (95)")
+    p.add_argument("--quality", type=bounded(int, 1, 100), default=95,
+                   help="JPEG quality of converted images (95)")
     p.add_argument("--report", help="JSON report path (default DST/clean_report.json)")
     p.set_defaults(func=_clean)
 
     p = group.add_parser("balance", help="cap, augment or drop identities by their image count")
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("--cap", type=int, default=350, help="n > cap: keep a random cap (350)")
-    p.add_argument("--keep-above", type=int, default=200, help="keep_above < n <= cap: keep all (200)")
-    p.add_argument("--double-above", type=int, default=90,
+    p.add_argument("--cap", type=bounded(int, 0), default=350, help="n > cap: keep a random cap (350)")
+    p.add_argument("--keep-above", type=bounded(int, 0), default=200,
+                   help="keep_above < n <= cap: keep all (200)")
+    p.add_argument("--double-above", type=bounded(int, 0), default=90,
                    help="double_above < n <= keep_above: add an opening copy, x2 (90)")
-    p.add_argument("--drop-at-most", type=int, default=30,
+    p.add_argument("--drop-at-most", type=bounded(int, 0), default=30,
                    help="n <= drop_at_most: drop; up to double_above: opening+noise+salt-pepper, x4 (30)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--workers", type=bounded(int, 0), default=None, help="processes (default: all cores)")
     p.add_argument("--report", help="JSON report path (default DST/balance_report.json)")
     p.set_defaults(func=_balance)
 
@@ -125,7 +128,8 @@ def add_commands(sub) -> None:
     p.add_argument("paths", nargs="+", metavar="SRC ... DST", help="two or more sources, then the output")
     p.add_argument("--model", help="a model (checkpoint, ONNX, ...): also merge by mean-embedding similarity")
     p.add_argument("--card", default=None, metavar="CARD.yaml", help="model card for --model")
-    p.add_argument("--threshold", type=float, default=0.6, help="cosine similarity to merge (0.6)")
+    p.add_argument("--threshold", type=bounded(float, -1, 1), default=0.6,
+                   help="cosine similarity to merge (0.6)")
     p.add_argument("--no-name", action="store_true", help="do not merge identities with the same name")
     p.add_argument("--mapping", help="CSV mapping path (default DST/merge_mapping.csv)")
     p.set_defaults(func=_merge)
@@ -133,7 +137,7 @@ def add_commands(sub) -> None:
     p = group.add_parser("shallow", help="keep a few images per identity")
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("--per-identity", type=int, default=2)
+    p.add_argument("--per-identity", type=bounded(int, 1), default=2)
     p.add_argument("--seed", type=int, default=None, help="random choice instead of the first files")
     p.set_defaults(func=_shallow)
 
@@ -146,7 +150,8 @@ def add_commands(sub) -> None:
     p.add_argument("src", help="source string (folder:, rec:, list:, synthetic:, ...) or path")
     p.add_argument("out", help="output .ffpk file")
     p.add_argument("--size", default="112x112", help="HxW of packed images (others are resized)")
-    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    p.add_argument("--workers", type=bounded(int, 0), default=None,
+                   help="decoding processes (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_pack)
 
@@ -154,8 +159,9 @@ def add_commands(sub) -> None:
     p.add_argument("src", help="source string or path")
     p.add_argument("--to", required=True, choices=["rec", "lst", "folder", "packed"])
     p.add_argument("dst", help="output folder (rec, folder) or file (lst, packed)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality for re-encoded images")
+    p.add_argument("--quality", type=bounded(int, 1, 100), default=95,
+                   help="JPEG quality for re-encoded images")
     p.add_argument("--size", default="112x112", help="HxW for packed output")
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--workers", type=bounded(int, 0), default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_convert)

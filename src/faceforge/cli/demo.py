@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from faceforge.cli._common import bounded
+
 
 def add_commands(sub) -> None:
     p = sub.add_parser(
@@ -9,13 +11,17 @@ def add_commands(sub) -> None:
         help="synthesise faces, train MobileFaceNet+ArcFace for a few minutes, verify, write a report",
     )
     p.add_argument("--output", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--minutes", type=float, default=3.0, help="training budget in minutes (default 3)")
+    p.add_argument("--minutes", type=bounded(float, 0, open_low=True), default=3.0,
+                   help="training budget in minutes (default 3)")
     p.add_argument("--head", default="arcface", help="margin head (default arcface)")
     p.add_argument("--backbone", default="mobilefacenet", help="backbone (default mobilefacenet)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--identities", type=int, default=500, help="training identities (default 500)")
-    p.add_argument("--images", type=int, default=16, help="images per training identity (default 16)")
-    p.add_argument("--difficulty", type=float, default=1.0, help="synthetic nuisance strength (default 1)")
+    p.add_argument("--identities", type=bounded(int, 1), default=500,
+                   help="training identities (default 500)")
+    p.add_argument("--images", type=bounded(int, 1), default=16,
+                   help="images per training identity (default 16)")
+    p.add_argument("--difficulty", type=bounded(float, 0), default=1.0,
+                   help="synthetic nuisance strength (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

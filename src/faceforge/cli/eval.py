@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from faceforge.cli._common import add_device_option, add_group, resolve_device
+from faceforge.cli._common import add_device_option, add_group, bounded, resolve_device
 
 
 def _model_options(p, repeat_help: str = "concatenated (each L2-normalised)", required: bool = True) -> None:
@@ -28,8 +28,8 @@ def _model_options(p, repeat_help: str = "concatenated (each L2-normalised)", re
         "LFW scoring; default: as the model card says, else off)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=0, help="image-reading worker processes")
+    p.add_argument("--batch-size", type=bounded(int, 1), default=64)
+    p.add_argument("--workers", type=bounded(int, 0), default=0, help="image-reading worker processes")
     p.add_argument("--out", metavar="DIR", help="write results (JSON, plots) and the embedding cache here")
     add_device_option(p)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from faceforge.cli._common import add_device_option, resolve_device
+from faceforge.cli._common import add_device_option, bounded, resolve_device
 
 
 def add_commands(sub) -> None:
@@ -20,7 +20,8 @@ def add_commands(sub) -> None:
         "'dynamic' for dynamic quantisation",
     )
     p.add_argument("--pairs", metavar="SOURCE", help="verification pairs: report fp32 vs exported accuracy")
-    p.add_argument("--far", type=float, help="with --pairs: store the threshold at this FAR (e.g. 1e-3)")
+    p.add_argument("--far", type=bounded(float, 0, 1, open_low=True),
+                   help="with --pairs: store the threshold at this FAR (e.g. 1e-3)")
     p.add_argument("--flip", choices=("sum", "concat", "none"), help="flip fusion for --pairs (default card)")
     p.set_defaults(func=export)
 
@@ -37,7 +38,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("calibrate", help="store a same-person threshold at a FAR in a checkpoint")
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("--pairs", required=True, metavar="SOURCE", help="pairs, e.g. pairs:DIR/pairs.txt")
-    p.add_argument("--far", type=float, default=1e-3, help="target false-accept rate (default 1e-3)")
+    p.add_argument("--far", type=bounded(float, 0, 1, open_low=True), default=1e-3,
+                   help="target false-accept rate (default 1e-3)")
     p.add_argument("--flip", choices=("sum", "concat", "none"), default="sum", help="flip fusion")
     add_device_option(p)
     p.set_defaults(func=calibrate)

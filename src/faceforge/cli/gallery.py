@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from faceforge.cli._common import add_group
+from faceforge.cli._common import add_group, bounded
 from faceforge.cli.infer import aligned_option, model_options
 
 
@@ -14,9 +14,10 @@ def add_commands(sub) -> None:
     p = g.add_parser("create", help="create an empty gallery for a model")
     p.add_argument("gallery", help="gallery folder (created)")
     model_options(p)
-    p.add_argument("--ivf-threshold", type=int, default=100_000,
+    p.add_argument("--ivf-threshold", type=bounded(int, 1), default=100_000,
                    help="images beyond which the index becomes IVF (default 100000; flat below)")
-    p.add_argument("--nprobe", type=int, default=16, help="IVF lists searched per query (default 16)")
+    p.add_argument("--nprobe", type=bounded(int, 1), default=16,
+                   help="IVF lists searched per query (default 16)")
     p.set_defaults(func=run_create)
 
     p = g.add_parser("enroll", help="add images of an identity (or a folder of identity folders)",
@@ -33,7 +34,7 @@ def add_commands(sub) -> None:
     p = g.add_parser("search", help="top-k identities for a probe image")
     p.add_argument("gallery", help="gallery folder")
     p.add_argument("probe", help="probe image")
-    p.add_argument("--top-k", type=int, default=5, help="identities to list (default 5)")
+    p.add_argument("--top-k", type=bounded(int, 1), default=5, help="identities to list (default 5)")
     p.add_argument("--group", default="max", choices=["max", "mean"],
                    help="identity score: best image (max, default) or mean over its images")
     model_options(p)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from faceforge.cli._common import bounded, device_name
+
 
 def multi_option(p) -> None:
     from faceforge.align.select import DEFAULT_MULTI, MULTI_POLICIES
@@ -22,10 +24,10 @@ def model_options(p, threshold: bool = False) -> None:
                    help="model card saying how to feed the model (default: one beside the model file, "
                    "the ONNX metadata or the checkpoint's record)")
     p.add_argument("--detector", default="retinaface", help="face detector: retinaface (default) or mtcnn")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu (default) or cuda")
     multi_option(p)
     if threshold:
-        p.add_argument("--threshold", type=float, default=None,
+        p.add_argument("--threshold", type=bounded(float, -1.0, 1.0), default=None,
                        help="'same person' cosine threshold (default: the model's calibrated one)")
 
 
@@ -75,7 +77,7 @@ def add_commands(sub) -> None:
                        description="Search a gallery (see 'faceforge gallery') for the probe's face.")
     p.add_argument("probe", help="probe image")
     p.add_argument("--gallery", required=True, help="gallery folder")
-    p.add_argument("--top-k", type=int, default=5, help="identities to list (default 5)")
+    p.add_argument("--top-k", type=bounded(int, 1), default=5, help="identities to list (default 5)")
     p.add_argument("--group", default="max", choices=["max", "mean"],
                    help="identity score: best image (max, default) or mean over its images")
     p.add_argument("--all-faces", action="store_true", help="every face (default: the one --multi picks)")

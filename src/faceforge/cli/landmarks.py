@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from faceforge.cli._common import add_config_options, add_group
+from faceforge.cli._common import add_config_options, add_group, bounded
 
 
 def add_commands(sub) -> None:
@@ -23,7 +23,7 @@ def add_commands(sub) -> None:
     e.add_argument("--model", required=True, metavar="CKPT", help="landmark checkpoint")
     e.add_argument("--data", required=True, metavar="SOURCE",
                    help="synthetic:NxK,mode=wild,offset=J or a .csv/.tsv label file")
-    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--batch-size", type=bounded(int, 1), default=64)
     e.add_argument("--output", metavar="FILE.json", help="also write the results here")
     e.set_defaults(func=run_eval)
 
@@ -42,8 +42,9 @@ def add_commands(sub) -> None:
     c.add_argument("labels", metavar="LABELS", help="label file (.csv/.tsv) or synthetic:... source")
     c.add_argument("--out", metavar="CLEAN.csv", help="write the kept rows here (label files only)")
     c.add_argument("--report", metavar="REPORT.json", help="write the report here")
-    c.add_argument("--crop-scale", type=float, default=1.25)
-    c.add_argument("--margin", type=float, default=0.1, help="allowed distance outside the crop (fraction)")
+    c.add_argument("--crop-scale", type=bounded(float, 0, open_low=True), default=1.25)
+    c.add_argument("--margin", type=bounded(float, 0), default=0.1,
+                   help="allowed distance outside the crop (fraction)")
     c.set_defaults(func=run_clean)
 
     x = g.add_parser("export", help="export a landmark model to ONNX (dynamic batch) with a parity check")

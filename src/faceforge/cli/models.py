@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from faceforge.cli._common import bounded
+
 
 def add_commands(sub) -> None:
     p = sub.add_parser("models", help="list registered backbones with params and MACs",
@@ -22,7 +24,7 @@ def add_commands(sub) -> None:
                    choices=["arcface_torch", "facex", "sphereface", "opensphere"], help="peer framework")
     p.add_argument("--backbone", required=True, help="faceforge backbone name (see 'faceforge models')")
     p.add_argument("--out", required=True, help="faceforge checkpoint to write")
-    p.add_argument("--embedding-size", type=int, default=None,
+    p.add_argument("--embedding-size", type=bounded(int, 1), default=None,
                    help="embedding width (default: inferred from the checkpoint)")
     p.add_argument("--input-size", metavar="HxW", default=None,
                    help="input size the peer trained at, e.g. 112x96 for FaceX-Zoo's MobileFaceNet "

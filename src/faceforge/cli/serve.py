@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from faceforge.cli._common import bounded
 from faceforge.cli.infer import model_options
 
 
@@ -14,13 +15,14 @@ def add_commands(sub) -> None:
     p.add_argument("--gallery", required=True, help="gallery folder (see 'faceforge gallery create')")
     model_options(p, threshold=True)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--port", type=bounded(int, 1, 65535), default=8080, help="port (default 8080)")
     p.add_argument("--api-key-env", default="FACEFORGE_API_KEY",
                    help="environment variable holding the API key (default FACEFORGE_API_KEY)")
     p.add_argument("--insecure-no-auth", action="store_true",
                    help="serve without an API key (only for a trusted loopback setup)")
-    p.add_argument("--max-body-mb", type=float, default=10.0, help="request body limit in MB (default 10)")
-    p.add_argument("--max-pixels", type=int, default=40_000_000,
+    p.add_argument("--max-body-mb", type=bounded(float, 0, open_low=True), default=10.0,
+                   help="request body limit in MB (default 10)")
+    p.add_argument("--max-pixels", type=bounded(int, 1), default=40_000_000,
                    help="largest image accepted, in pixels (default 40000000)")
     p.add_argument("--max-decodes", type=int, default=2,
                    help="uploads decoded and detected at once; peak memory is about this x max-pixels x 3 "
@@ -30,6 +32,18 @@ def add_commands(sub) -> None:
     p.add_argument("--header-timeout", type=float, default=10.0,
                    help="seconds a connection has to send its request head (default 10)")
     p.set_defaults(func=run_serve)
+
+
+def check_host(host: str, port: int) -> None:
+    """An address that cannot be resolved is a one-line error before the model is loaded."""
+    import socket
+
+    from faceforge.errors import UserError
+
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise UserError(f"--host: cannot resolve '{host}' ({getattr(e, 'strerror', None) or e})") from None
 
 
 def run_serve(args) -> int:
@@ -51,6 +65,7 @@ def run_serve(args) -> int:
             raise UserError(f"--{flag.replace('_', '-')}: expected at least 1")
     if not 0 < args.header_timeout < 1e6:
         raise UserError("--header-timeout: expected a positive number of seconds")
+    check_host(args.host, args.port)
     from faceforge.cli.infer import analyzer_from_args
 
     # the analyzer carries --card and --multi (the service picks faces with the analyzer's rule)

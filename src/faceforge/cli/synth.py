@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from faceforge.cli._common import bounded
+
 
 def add_commands(sub) -> None:
     p = sub.add_parser(
@@ -11,21 +13,25 @@ def add_commands(sub) -> None:
         "OUT/landmarks.csv (88 landmarks, 5 points, box); --pairs writes OUT/pairs.txt in the LFW layout.",
     )
     p.add_argument("out", metavar="OUT", help="output folder")
-    p.add_argument("--identities", "-n", type=int, required=True, metavar="N", help="number of identities")
-    p.add_argument("--images", "-k", type=int, required=True, metavar="K", help="images per identity")
+    p.add_argument("--identities", "-n", type=bounded(int, 1), required=True, metavar="N",
+                   help="number of identities")
+    p.add_argument("--images", "-k", type=bounded(int, 1), required=True, metavar="K",
+                   help="images per identity")
     p.add_argument("--mode", choices=["aligned", "wild"], default="aligned",
                    help="aligned: 112x112 ArcFace-aligned crops (default); wild: faces in a 256x256 scene")
-    p.add_argument("--offset", type=int, default=0, metavar="J", help="first identity index (default 0)")
+    p.add_argument("--offset", type=bounded(int, 0), default=0, metavar="J",
+                   help="first identity index (default 0)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    p.add_argument("--difficulty", type=float, default=1.0, metavar="D",
+    p.add_argument("--difficulty", type=bounded(float, 0), default=1.0, metavar="D",
                    help="nuisance strength; higher also brings identities closer (default 1.0)")
-    p.add_argument("--size", type=int, default=None, metavar="PX",
+    p.add_argument("--size", type=bounded(int, 8), default=None, metavar="PX",
                    help="image side in pixels (default 112 aligned, 256 wild)")
-    p.add_argument("--pairs", type=int, default=0, metavar="FOLDS",
+    p.add_argument("--pairs", type=bounded(int, 0), default=0, metavar="FOLDS",
                    help="also write OUT/pairs.txt with this many folds (LFW layout)")
-    p.add_argument("--pairs-per-fold", type=int, default=None, metavar="P",
+    p.add_argument("--pairs-per-fold", type=bounded(int, 1), default=None, metavar="P",
                    help="same (and different) pairs per fold (default min(300, possible))")
-    p.add_argument("--workers", "-j", type=int, default=1, metavar="W", help="processes (default 1)")
+    p.add_argument("--workers", "-j", type=bounded(int, 1), default=1, metavar="W",
+                   help="processes (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from faceforge.cli._common import add_config_options
+from faceforge.cli._common import add_config_options, bounded
 
 
 def add_commands(sub) -> None:
@@ -18,7 +18,8 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--resume", metavar="CKPT", help="resume from a training checkpoint ('auto' = OUTPUT/last.ckpt)"
     )
-    p.add_argument("--repeat", type=int, default=1, metavar="N", help="run N seeds and report mean ± std")
+    p.add_argument("--repeat", type=bounded(int, 1), default=1, metavar="N",
+                   help="run N seeds and report mean ± std")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

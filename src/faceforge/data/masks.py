@@ -186,6 +186,23 @@ def load_textures(folder: str | os.PathLike) -> list[np.ndarray]:
     return textures
 
 
+MAX_CROP_SIDE = 1024  # aligned crops are 112-512 px; a larger image is a photo, not a crop
+
+
+def crop_problem(shape: tuple[int, ...], template: str) -> str | None:
+    """Why an image of ``shape`` is not an aligned face crop for ``template`` (None if it is one):
+    larger than :data:`MAX_CROP_SIDE` or an aspect ratio more than 25% off the template's."""
+    from faceforge.align.transform import TEMPLATES
+
+    h, w = int(shape[0]), int(shape[1])
+    h0, w0 = TEMPLATES[template][1] if template in TEMPLATES else (112, 112)
+    if max(h, w) > MAX_CROP_SIDE:
+        return f"{w}x{h} is larger than a face crop (at most {MAX_CROP_SIDE} px a side)"
+    if not 0.75 <= (w / h) / (w0 / h0) <= 1.25:
+        return f"{w}x{h} does not have the {w0}x{h0} shape of a '{template}' crop"
+    return None
+
+
 def mask_folder(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -197,7 +214,8 @@ def mask_folder(
     """Write a masked copy of every aligned image of ``src/<identity>/`` to ``dst``; returns counts.
 
     Deterministic per (seed, ``<identity>/<file>``); images whose output exists are skipped;
-    unreadable images are skipped and counted.
+    unreadable images and images that are not face crops (:func:`crop_problem`: a photo would cost
+    gigabytes of float64 work) are skipped and counted.
     """
     import cv2
 
@@ -207,12 +225,10 @@ def mask_folder(
     from faceforge.io.progress import Progress
 
     src_path, dst_path = check_output_tree(Path(src), Path(dst), "mask")
-    files, _, names = list_identity_folder(src_path)
-    if not files:
-        raise UserError(f"mask source: no images under {src} (expected SRC/<identity>/<image>)")
+    files, _, names = list_identity_folder(src_path, "mask")
     tex = load_textures(textures) if textures else None
     counts = {"images": len(files), "identities": len(names), "masked": 0, "skipped_existing": 0,
-              "corrupt": 0}
+              "corrupt": 0, "not_crops": 0}
     bar = Progress(len(files), progress, label="mask")
     for f in files:
         rel = f"{f.parent.name}/{f.name}"
@@ -226,9 +242,16 @@ def mask_folder(
         except CorruptImage:
             counts["corrupt"] += 1
             continue
+        if crop_problem(img.shape, template):
+            counts["not_crops"] += 1
+            continue
         masked = apply_mask(img, file_rng(seed, rel), template=template, texture=tex)
         params = [cv2.IMWRITE_JPEG_QUALITY, 95] if out.suffix.lower() in (".jpg", ".jpeg") else []
         ok, buf = cv2.imencode(out.suffix.lower(), cv2.cvtColor(masked, cv2.COLOR_RGB2BGR), params)
         atomic_write_bytes(out, buf.tobytes())
         counts["masked"] += 1
+    if counts["masked"] + counts["skipped_existing"] == 0:  # nothing usable: an error, not a quiet 0
+        raise UserError(f"mask source: none of the {len(files)} images under {src} is a readable aligned "
+                        f"face crop ({counts['corrupt']} unreadable, {counts['not_crops']} not crops; "
+                        "align photos first with 'faceforge align')")
     return counts

@@ -63,15 +63,14 @@ def calibrate(embedder, pairs, far: float = 1e-3, flip: str = "none", batch_size
 def calibrate_checkpoint(ckpt: str | Path, pairs: str, far: float = 1e-3, flip: str = "sum",
                          device: str = "cpu", batch_size: int = 64) -> dict[str, Any]:
     """``faceforge calibrate``: calibrate a faceforge checkpoint and store ``ckpt["calibration"]``."""
-    from faceforge.atomic import atomic_torch_save
     from faceforge.embed.torch_embedder import load_faceforge_checkpoint
-    from faceforge.models.checkpoint import read_checkpoint
+    from faceforge.models.checkpoint import read_checkpoint, write_checkpoint
 
     obj = read_checkpoint(ckpt)
     embedder = load_faceforge_checkpoint(Path(ckpt), device)
     result = calibrate(embedder, pairs, far, flip, batch_size)
     obj["calibration"] = result
-    atomic_torch_save(obj, ckpt)
+    write_checkpoint(ckpt, obj)
     return result
 
 

@@ -54,8 +54,9 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
         raise UserError(f"{path}: not a file")
     try:
         return read_image(path)
-    except CorruptImage:
-        raise UserError(f"{path}: not an image (cannot decode it)") from None
+    except CorruptImage as e:
+        reason = str(e).replace(str(path), "").strip(" :") or "cannot decode it"
+        raise UserError(f"{path}: not an image ({reason})") from None
 
 
 def aligned_crop(analyzer, img: np.ndarray):

@@ -29,6 +29,22 @@ def cache_key(embedder: Embedder, spec: str, flip: str, count: int) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
+def _read_cached(path: Path, count: int) -> Embeddings | None:
+    """A cache file's embeddings, or None when it is damaged in any way (truncated zip, bad
+    CRC, missing array, wrong shapes): the caller recomputes and replaces it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            features, valid, corrupt = z["features"], z["valid"], [str(s) for s in z["corrupt"]]
+            unaligned, example = int(z["unaligned"]), str(z["unaligned_example"])
+    except Exception:  # zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError, OSError
+        return None
+    if features.ndim != 2 or features.shape[0] != count or valid.shape != (count,):
+        return None
+    if not np.isfinite(features[valid.astype(bool)]).all():
+        return None
+    return Embeddings(features, valid.astype(bool), corrupt, unaligned, example)
+
+
 def cached_embeddings(
     embedder: Embedder,
     images,
@@ -46,14 +62,10 @@ def cached_embeddings(
     if cache_dir is not None:
         path = Path(cache_dir) / f"{cache_key(embedder, spec, flip, count)}.npz"
         if path.is_file():
-            try:
-                with np.load(path) as z:
-                    result = Embeddings(z["features"], z["valid"], [str(s) for s in z["corrupt"]],
-                                        int(z["unaligned"]), str(z["unaligned_example"]))
+            result = _read_cached(path, count)
+            if result is not None:
                 STATS["hits"] += 1
                 return result
-            except (OSError, KeyError, ValueError):
-                pass  # a damaged cache file is recomputed and replaced
     result = embed_images(
         embedder, images, batch_size=batch_size, flip=flip, workers=workers, progress=progress
     )

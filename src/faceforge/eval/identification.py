@@ -57,7 +57,10 @@ def identify(
 ) -> dict[str, Any]:
     """Rank-k identification rates and the CMC curve (rates at rank 1..max_rank)."""
     if len(gallery) == 0 or len(probe) == 0:
-        raise UserError("identification: the gallery and the probe set must both hold images")
+        raise UserError(
+            f"identification: 0 usable images in the {'gallery' if len(gallery) == 0 else 'probe set'} "
+            "(every image there is missing or cannot be decoded)"
+        )
     scores, ids = identity_scores(probe, gallery, gallery_labels)
     probe_labels = np.asarray(probe_labels)
     col = np.searchsorted(ids, probe_labels)
@@ -65,6 +68,11 @@ def identify(
     known = ids[col] == probe_labels
     true = scores[np.nonzero(known)[0], col[known]]
     rank = 1 + (scores[known] > true[:, None]).sum(axis=1)
+    if not known.any():  # a rate over 0 probes is not a number to report
+        raise UserError(
+            f"identification: 0 usable probes: none of the {len(probe_labels)} probe images belongs to a "
+            "gallery identity (identities are matched by folder name)"
+        )
     max_rank = int(max_rank or min(len(ids), max(max(ranks), 20)))
     n = max(int(known.sum()), 1)
     cmc = np.array([(rank <= k).sum() / n for k in range(1, max_rank + 1)])
@@ -157,7 +165,21 @@ def megaface_rank1(
     probe = l2_normalize(np.asarray(probe, dtype=np.float32))
     labels = np.asarray(probe_labels)
     sizes = sorted(int(s) for s in sizes)
-    top = best_distractor_scores(probe, distractors, sizes, use_faiss)
+    if not sizes or sizes[0] < 1:
+        raise UserError(f"megaface: distractor sizes must be >= 1, got {sizes}")
+    available = [0]
+
+    def counted(chunks):
+        for chunk in chunks:
+            available[0] += len(chunk)
+            yield chunk
+
+    top = best_distractor_scores(probe, counted(distractors), sizes, use_faiss)
+    if available[0] < sizes[-1]:  # a size past the end would quietly repeat the smaller one
+        raise UserError(
+            f"megaface: sizes {sizes} ask for {sizes[-1]} distractors but only {available[0]} are "
+            "available; use smaller --sizes or more distractors"
+        )
     hits = np.zeros(len(sizes), dtype=np.int64)
     trials = 0
     for lab in np.unique(labels):

@@ -210,19 +210,56 @@ def parse_facex(path: str | Path, root: str | Path | None = None) -> PairSet:
 # InsightFace .bin
 
 
+# What an InsightFace .bin may hold: bytes (Python 2 str read as bytes, or bytes pickled by
+# Python 3 through _codecs.encode), numpy uint8 arrays (InsightFace's own small_lfw.bin: numpy's
+# array reconstructor, ndarray and dtype) and bool lists. Anything else (os.system, eval, ...) is
+# refused before it is called.
+_BIN_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("_codecs", "encode"), ("builtins", "bytes"), ("builtins", "bytearray"),
+    ("__builtin__", "bytearray"),
+}
+
+
+class _BinUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _BIN_GLOBALS:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name} (not data)")
+        return super().find_class(module, name)
+
+
+def _bin_image(item, path: Path, i: int) -> bytes:
+    if isinstance(item, bytes):
+        return item
+    if isinstance(item, bytearray) or (isinstance(item, np.ndarray) and item.dtype == np.uint8):
+        return bytes(item)
+    raise UserError(f"{path}: image {i} is a {type(item).__name__}, expected encoded bytes")
+
+
 def read_bin(path: str | Path) -> PairSet:
     """InsightFace verification ``.bin``: a pickle of (list of encoded images, issame list);
-    pair i is images 2i and 2i+1."""
+    pair i is images 2i and 2i+1. Read with a restricted unpickler: only data, never code."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"verification .bin not found: {path}")
     try:
         with open(path, "rb") as f:
-            bins, issame = pickle.load(f, encoding="bytes")  # written by Python 2 for LFW & co.
-    except Exception as e:  # truncated, not a pickle, wrong structure
-        raise UserError(f"{path}: not an InsightFace verification .bin ({type(e).__name__}: {e})") from None
-    bins = [bytes(b) if not isinstance(b, bytes) else b for b in bins]
-    issame = np.asarray(list(issame), dtype=bool)
+            # encoding="bytes": written by Python 2 for LFW & co.
+            bins, issame = _BinUnpickler(f, encoding="bytes").load()
+        bins = [_bin_image(b, path, i) for i, b in enumerate(bins)]
+        issame = [bool(s) if isinstance(s, (bool, np.bool_, int, np.integer)) else None for s in issame]
+    except UserError:
+        raise
+    except Exception as e:  # truncated, not a pickle, code inside, wrong structure
+        reason = (str(e).strip().splitlines() or [""])[0][:160]
+        raise UserError(
+            f"{path}: not an InsightFace verification .bin ({type(e).__name__}: {reason})"
+        ) from None
+    if None in issame:
+        raise UserError(f"{path}: the issame list must hold booleans")
+    issame = np.asarray(issame, dtype=bool)
     if len(bins) != 2 * issame.shape[0]:
         raise UserError(f"{path}: {len(bins)} images for {issame.shape[0]} pairs (expected twice as many)")
     pairs = np.arange(len(bins), dtype=np.int64).reshape(-1, 2)

@@ -28,9 +28,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from faceforge.config import from_dict, load_yaml
+from faceforge.config import COUNT, Bound, from_dict, load_yaml
 from faceforge.embed.base import FLIPS, Embedder
 from faceforge.embed.loading import load_embedders
 from faceforge.errors import UserError
@@ -49,6 +49,8 @@ class MegafaceSpec:
     probe: str
     distractors: str
     sizes: list[int] = field(default_factory=lambda: [10, 100, 1000, 10000, 100000, 1000000])
+
+    RANGES: ClassVar[dict[str, Bound]] = {"sizes": COUNT}
 
 
 @dataclass

@@ -532,11 +532,12 @@ def verify_embedding_file(npz: str | Path, pair_source: str, protocol: str = "in
     if not npz.is_file():
         raise UserError(f"--embeddings: file not found: {npz}")
     try:
-        with np.load(npz) as z:
+        with np.load(npz, allow_pickle=False) as z:
             feats, files, face = z["embeddings"], z["files"], z["face"]
             flip = str(z["flip"]) if "flip" in z else "unknown"
-    except (OSError, KeyError, ValueError) as e:
-        raise UserError(f"--embeddings {npz}: not an .npz written by 'faceforge embed' ({e})") from None
+    except Exception as e:  # truncated zip, bad CRC, missing array, pickled objects
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise UserError(f"--embeddings {npz}: not an .npz written by 'faceforge embed' ({reason})") from None
     rows: dict[str, int] = {}
     for row, (name, k) in enumerate(zip(files, face)):
         if int(k) == 0:

@@ -12,8 +12,11 @@ from faceforge.errors import UserError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff"}
 
 
-def list_identity_folder(root: Path) -> tuple[list[Path], np.ndarray, list[str]]:
-    """Files, labels and identity names of an identity-folder tree, in sorted order."""
+def list_identity_folder(root: Path, what: str | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
+    """Files, labels and identity names of an identity-folder tree, in sorted order.
+
+    With ``what`` (the command's name) a tree without images is a UserError, the same for every
+    command that reads one."""
     if not root.exists():
         raise UserError(f"dataset folder not found: {root}")
     if not root.is_dir():
@@ -32,6 +35,8 @@ def list_identity_folder(root: Path) -> tuple[list[Path], np.ndarray, list[str]]
         kept.append(name)
         files.extend(imgs)
         labels.extend([label] * len(imgs))
+    if what and not files:
+        raise UserError(f"{what} source: no images under {root} (expected SRC/<identity>/<image>)")
     return files, np.asarray(labels, dtype=np.int64), kept
 
 

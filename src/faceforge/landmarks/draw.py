@@ -91,6 +91,13 @@ def draw_video(src: Path, out: Path, landmarker, progress: bool = False) -> dict
     cap = cv2.VideoCapture(str(src))
     if not cap.isOpened():
         raise UserError(f"{src}: cannot open the video")
+    from faceforge.io.images import CorruptImage, check_size
+
+    try:  # frames go through the same pixel limit as images
+        check_size(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), str(src))
+    except CorruptImage as e:
+        cap.release()
+        raise UserError(str(e)) from None
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,12 +14,12 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from faceforge.config import OptimConfig
+from faceforge.config import COUNT, NON_NEGATIVE, POSITIVE, Bound, OptimConfig
 from faceforge.errors import UserError
 
 
@@ -36,6 +36,11 @@ class LandmarkDataConfig:
     flip: bool = True
     clean_margin: float = 0.1  # drop samples with points this far (fraction of side) outside the crop
 
+    RANGES: ClassVar[dict[str, Bound]] = {
+        "batch_size": COUNT, "workers": NON_NEGATIVE, "crop_scale": POSITIVE, "shift": NON_NEGATIVE,
+        "scale_jitter": Bound(0, 1, open_high=True), "rotation": Bound(0, 180), "clean_margin": NON_NEGATIVE,
+    }
+
 
 @dataclass
 class LandmarkModelConfig:
@@ -43,6 +48,8 @@ class LandmarkModelConfig:
     input_size: int = 160
     init: str | None = None  # start from a landmark checkpoint
     options: dict[str, Any] = field(default_factory=dict)
+
+    RANGES: ClassVar[dict[str, Bound]] = {"input_size": COUNT}
 
 
 @dataclass
@@ -55,6 +62,11 @@ class LandmarkTrainConfig:
     wing_eps: float = 2.0
     log_every: int = 20
     threads: int = 0  # torch intra-op threads (0 = torch's default)
+
+    RANGES: ClassVar[dict[str, Bound]] = {
+        "epochs": COUNT, "max_minutes": NON_NEGATIVE, "max_steps": NON_NEGATIVE, "wing_w": POSITIVE,
+        "wing_eps": POSITIVE, "log_every": COUNT, "threads": NON_NEGATIVE,
+    }
 
 
 @dataclass
@@ -155,10 +167,13 @@ def train(cfg: LandmarkConfig, quiet: bool = False) -> dict:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
+    from faceforge.distributed import check_device
+
+    name = check_device(cfg.device, "device")
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                          ("cpu" if name == "auto" else name))
     d = cfg.data
     if cfg.model.init:
         net = load_landmark_model(cfg.model.init)

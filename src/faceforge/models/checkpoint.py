@@ -6,16 +6,27 @@ Layout (``format: faceforge-checkpoint``)::
      "backbone": {"name", "options", "meta", "state_dict"},   # meta: input_size, template, mean, std
      "head": {"name", "options", "weight": [C, D] or None},   # full classifier, un-sharded
      "train": {...}   # optimizer, scheduler, sampler and RNG state (training checkpoints only)
-     "config": {...}, "metrics": {...}}
+     "config": {...}, "metrics": {...},
+     "sha256": "..."}  # content hash of everything else (see content_hash)
+
+Only tensors and plain Python types are stored, so checkpoints load with
+``torch.load(weights_only=True)``: a received file cannot run code. The content hash covers every
+tensor's bytes, dtype and shape and every plain value; it is checked on load, so flipped bytes
+inside a tensor are an error instead of a silently different model. (Files written before the hash
+existed load without the check.)
 
 ``load_backbone(path)`` returns the eval-mode backbone with ``model.meta`` set.
 """
 
 from __future__ import annotations
 
+import hashlib
+import random
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,10 +46,114 @@ def backbone_record(model: nn.Module) -> dict[str, Any]:
     }
 
 
+_PLAIN = (type(None), bool, int, float, str, bytes)
+
+
+def _feed(h, obj: Any, where: str) -> None:
+    """Hash ``obj`` deterministically; TypeError for anything but tensors and plain types (what
+    ``weights_only`` loading accepts), naming where it sits."""
+    if type(obj) in _PLAIN:
+        h.update(f"{type(obj).__name__}:{obj!r};".encode())
+    elif isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"tensor:{t.dtype}:{tuple(t.shape)};".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    elif isinstance(obj, dict):
+        h.update(f"dict:{len(obj)};".encode())
+        for k, v in obj.items():
+            _feed(h, k, where)
+            _feed(h, v, f"{where}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{'list' if isinstance(obj, list) else 'tuple'}:{len(obj)};".encode())
+        for i, v in enumerate(obj):
+            _feed(h, v, f"{where}[{i}]")
+    else:
+        raise TypeError(f"checkpoint field {where}: {type(obj).__name__} is not a tensor or plain type")
+
+
+def content_hash(obj: dict[str, Any]) -> str:
+    """SHA-256 over a checkpoint's content (all keys but ``sha256``), independent of pickling."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in obj.items() if k != "sha256"}, "checkpoint")
+    return h.hexdigest()
+
+
+def plain(obj: Any, where: str = "checkpoint") -> Any:
+    """``obj`` with numpy scalars/arrays and paths turned into Python values/tensors, so that
+    ``weights_only`` loading accepts it; TypeError (naming the field) for anything else."""
+    if type(obj) in _PLAIN or isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, dict):
+        out = (OrderedDict if isinstance(obj, OrderedDict) else dict)(
+            (plain(k, where), plain(v, f"{where}.{k}")) for k, v in obj.items()
+        )
+        if hasattr(obj, "_metadata"):  # a state_dict's per-module versions
+            out._metadata = obj._metadata
+        return out
+    if isinstance(obj, (list, tuple)):
+        items = [plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return items if isinstance(obj, list) else tuple(items)
+    raise TypeError(f"{where}: {type(obj).__name__} is not a tensor or plain type")
+
+
+def write_checkpoint(path: str | Path, obj: dict[str, Any]) -> None:
+    """Save a checkpoint dict atomically with its content hash (recomputed: ``obj`` may be a loaded
+    checkpoint that was changed)."""
+    obj = plain({k: v for k, v in obj.items() if k != "sha256"})
+    obj["sha256"] = content_hash(obj)
+    atomic_torch_save(obj, path)
+
+
 def save_checkpoint(path: str | Path, backbone: nn.Module, **extra: Any) -> None:
     obj = {"format": FORMAT, "version": 1, "backbone": backbone_record(backbone)}
     obj.update(extra)
-    atomic_torch_save(obj, path)
+    write_checkpoint(path, obj)
+
+
+def rng_state() -> dict[str, Any]:
+    """torch, numpy and Python RNG states as tensors and plain types (``weights_only``-loadable)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [str(kind), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                  float(cached)],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)  # older files: ndarray
+    np.random.set_state((kind, keys.astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def _numpy_data_globals() -> list:
+    """numpy's array/scalar reconstructors and dtypes: pure data, found in checkpoints written before
+    RNG state was stored as tensors (``np.random.get_state()``, ``np.float64`` metrics). Allowing
+    them keeps those files loadable under ``weights_only`` without allowing any code."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray
+    dtypes = [type(np.dtype(t)) for t in (np.uint8, np.uint32, np.int32, np.int64, np.float32, np.float64,
+                                          np.bool_)]
+    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtypes]
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -46,13 +161,24 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a truncated or foreign file
-        raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+        with torch.serialization.safe_globals(_numpy_data_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, foreign, or holding code (refused by weights_only)
+        raise UserError(
+            f"{path}: not a readable checkpoint, refused ({type(e).__name__}: {_first_line(e)})"
+        ) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise UserError(
             f"{path}: not a faceforge checkpoint (convert peer checkpoints with 'faceforge import')"
         )
+    stored = obj.get("sha256")
+    if stored is not None:
+        try:
+            actual = content_hash(obj)
+        except TypeError as e:
+            raise UserError(f"{path}: damaged checkpoint ({e})") from None
+        if actual != stored:
+            raise UserError(f"{path}: damaged checkpoint: content hash mismatch (the file was altered)")
     return obj
 
 

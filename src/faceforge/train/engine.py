@@ -29,7 +29,15 @@ from faceforge.data.batches import BatchPlan, epoch_batches, make_plan
 from faceforge.data.dataset import open_source
 from faceforge.errors import UserError
 from faceforge.models import build_backbone
-from faceforge.models.checkpoint import FORMAT, backbone_record, load_backbone, read_checkpoint
+from faceforge.models.checkpoint import (
+    FORMAT,
+    backbone_record,
+    load_backbone,
+    read_checkpoint,
+    rng_state,
+    set_rng_state,
+    write_checkpoint,
+)
 from faceforge.registry import MODES
 from faceforge.train.checkpointing import gather_sharded_state, load_sharded_state
 from faceforge.train.schedule import lr_factor
@@ -57,6 +65,7 @@ def _seed_everything(seed: int) -> None:
 
 
 def _device(name: str) -> torch.device:
+    name = D.check_device(name, "device")
     if name == "auto":
         name = f"cuda:{D.local_rank()}" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
@@ -195,11 +204,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict(),
                 "state": self.state.__dict__,
                 "world_size": self.world,
-                "rng": {
-                    "torch": torch.get_rng_state(),
-                    "numpy": np.random.get_state(),
-                    "python": random.getstate(),
-                },
+                "rng": rng_state(),  # tensors and plain types: weights_only loading
             },
             "config": to_dict(self.cfg),
             "metrics": metrics or {},
@@ -209,10 +214,8 @@ class Trainer:
         ckpt = self._checkpoint(metrics)  # collective: every rank takes part in the gather
         if self.rank != 0:
             return None
-        from faceforge.atomic import atomic_torch_save
-
         path = self.out / name
-        atomic_torch_save(ckpt, path)
+        write_checkpoint(path, ckpt)
         return path
 
     def _resume(self, path: str) -> None:
@@ -233,9 +236,7 @@ class Trainer:
         self.scaler.load_state_dict(tr["scaler"])
         self.state = TrainState(**tr["state"])
         if tr["world_size"] == self.world:
-            torch.set_rng_state(tr["rng"]["torch"])
-            np.random.set_state(tr["rng"]["numpy"])
-            random.setstate(tr["rng"]["python"])
+            set_rng_state(tr["rng"])
         # a different world size keeps the sample position; the step is re-derived from it
         self.state.step_in_epoch = self.state.samples_seen // self.plan.global_batch
         self._log_line(

@@ -47,8 +47,14 @@ class Detector:
 
     name = ""
 
+    # no detector finds a face narrower than this; thinner images (a 1x20000 strip) hold none
+    min_side = 8
+
     def detect(self, img: np.ndarray) -> list[Face]:
-        faces = self._detect(as_rgb(img))
+        img = as_rgb(img)
+        if min(img.shape[:2]) < self.min_side:
+            return []
+        faces = self._detect(img)
         return sorted(faces, key=lambda f: -f.score)
 
     def _detect(self, img: np.ndarray) -> list[Face]:

@@ -83,7 +83,9 @@ class RetinaFace(Detector):
         scale = 1.0
         if self.max_size and max(h0, w0) > self.max_size:
             scale = self.max_size / max(h0, w0)
-            img = cv2.resize(img, (round(w0 * scale), round(h0 * scale)), interpolation=cv2.INTER_AREA)
+            # max(1, ...): a 1x20000 strip must not become a zero-size resize
+            size = (max(1, round(w0 * scale)), max(1, round(h0 * scale)))
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
         h, w = img.shape[:2]
         x = img[:, :, ::-1].astype(np.float32) - BGR_MEAN
         x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import shutil
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from faceforge.atomic import atomic_write_bytes, atomic_write_text
 from faceforge.data.tools import check_new_output
 from faceforge.errors import UserError
 from faceforge.io.folders import list_identity_folder
-from faceforge.io.images import CorruptImage, read_image
+from faceforge.io.images import CorruptImage, decode_image, read_bytes
 
 
 @dataclass
@@ -97,14 +96,15 @@ def _balance_identity(job: tuple[str, list[str], str, dict]) -> dict:
     params = [cv2.IMWRITE_JPEG_QUALITY, policy.quality]
     for f in files:
         src = Path(f)
-        shutil.copyfile(src, out / src.name)
-        result["after"] += 1
-        if action not in ("x2", "x4"):
-            continue
-        try:
-            bgr = read_image(src)[..., ::-1]
+        try:  # decode-check what is copied: a text file or a 0-byte JPEG is not an image
+            data = read_bytes(src)
+            bgr = decode_image(data, str(src))[..., ::-1]
         except CorruptImage:
             result["corrupt"] += 1
+            continue
+        atomic_write_bytes(out / src.name, data)
+        result["after"] += 1
+        if action not in ("x2", "x4"):
             continue
         copies = {"open": opening(bgr, policy.opening_kernel)}
         if action == "x4":
@@ -123,7 +123,7 @@ def balance(src: str | Path, dst: str | Path, policy: BalancePolicy | None = Non
     policy = policy or BalancePolicy()
     policy.check()
     src, dst = Path(src), Path(dst)
-    files, labels, names = list_identity_folder(src)
+    files, labels, names = list_identity_folder(src, "balance")
     check_new_output(src, dst)
     dst.mkdir(parents=True, exist_ok=True)
     groups: dict[int, list[str]] = {}
@@ -157,4 +157,5 @@ def summary(result: dict) -> str:
     b, a = result["before"], result["after"]
     acts = ", ".join(f"{k}: {v}" for k, v in sorted(result["actions"].items()))
     return (f"balance: {b['images']} images / {b['identities']} identities -> {a['images']} images / "
-            f"{a['identities']} identities (identities per action: {acts}); report: {result['report']}")
+            f"{a['identities']} identities, {result['corrupt']} unreadable skipped (identities per action: "
+            f"{acts}); report: {result['report']}")

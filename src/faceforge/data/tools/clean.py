@@ -19,6 +19,7 @@ import numpy as np
 from faceforge.atomic import atomic_write_bytes, atomic_write_text
 from faceforge.data.tools import check_new_output
 from faceforge.io.folders import list_identity_folder
+from faceforge.io.images import CorruptImage, decode_raw
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -62,15 +63,13 @@ def _convert(data: bytes, quality: int) -> tuple[bytes | None, str]:
     """(output JPEG bytes or None if undecodable, what the input was)."""
     import cv2
 
-    buf = np.frombuffer(data, np.uint8)
-    raw = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
-    if raw is None:
-        return None, "corrupt"
-    if _jpeg_is_rgb(data) and raw.ndim == 3 and raw.shape[2] == 3:
-        return data, "rgb-jpeg"
-    # IMREAD_COLOR handles gray, palette, 16-bit and CMYK/YCCK JPEG colour conversion
-    color = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if color is None:
+    try:
+        raw = decode_raw(data)
+        if _jpeg_is_rgb(data) and raw.ndim == 3 and raw.shape[2] == 3:
+            return data, "rgb-jpeg"
+        # IMREAD_COLOR handles gray, palette, 16-bit and CMYK/YCCK JPEG colour conversion
+        color = decode_raw(data, flags=cv2.IMREAD_COLOR)
+    except CorruptImage:
         return None, "corrupt"
     if raw.ndim == 2:
         kind = "gray"
@@ -91,7 +90,7 @@ def _convert(data: bytes, quality: int) -> tuple[bytes | None, str]:
 def clean(src: str | Path, dst: str | Path, quality: int = 95, report: str | Path | None = None) -> dict:
     """Write the cleaned copy of ``src`` to ``dst`` and return (and save as JSON) the report."""
     src, dst = Path(src), Path(dst)
-    files, labels, names = list_identity_folder(src)
+    files, labels, names = list_identity_folder(src, "clean")
     check_new_output(src, dst)
     dst.mkdir(parents=True, exist_ok=True)
     seen: dict[str, str] = {}

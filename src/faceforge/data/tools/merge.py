@@ -10,16 +10,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from faceforge.atomic import atomic_write_text
+from faceforge.atomic import atomic_write_bytes, atomic_write_text
 from faceforge.data.tools import check_new_output
 from faceforge.errors import UserError
 from faceforge.io.folders import list_identity_folder
-from faceforge.io.images import CorruptImage, read_image
+from faceforge.io.images import CorruptImage, check_image, read_bytes, read_image
 
 
 class _UnionFind:
@@ -108,7 +107,7 @@ def merge(sources: list[str | Path], dst: str | Path, threshold: float = 0.6, by
     ids: list[tuple[int, str, list[Path]]] = []
     for k, src in enumerate(srcs):
         check_new_output(src, dst)
-        files, labels, names = list_identity_folder(src)
+        files, labels, names = list_identity_folder(src, "merge")
         for lab, name in enumerate(names):
             ids.append((k, name, [files[i] for i in np.flatnonzero(labels == lab)]))
     uf = _UnionFind(len(ids))
@@ -150,20 +149,27 @@ def merge(sources: list[str | Path], dst: str | Path, threshold: float = 0.6, by
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["source", "original_identity", "merged_identity", "merged_label", "matched_by"])
     label_of = {root: lab for lab, root in enumerate(sorted(merged_name, key=lambda r: merged_name[r]))}
-    images = 0
+    images, corrupt = 0, []
     for i, (k, name, files) in enumerate(ids):
         root = uf.find(i)
         target = dst / merged_name[root]
         target.mkdir(exist_ok=True)
         for f in files:
-            shutil.copyfile(f, target / f"s{k}_{f.name}")
+            try:  # decode-check what is copied: a text file or a 0-byte JPEG is not an image
+                data = read_bytes(f)
+                check_image(data, str(f))
+            except CorruptImage as e:
+                corrupt.append(str(e))
+                continue
+            atomic_write_bytes(target / f"s{k}_{f.name}", data)
             images += 1
         writer.writerow([str(srcs[k]), name, merged_name[root], label_of[root], reason[i] or "-"])
     mapping_path = Path(mapping) if mapping else dst / "merge_mapping.csv"
     atomic_write_text(mapping_path, buf.getvalue())
     result = {
         "sources": [str(s) for s in srcs], "output": str(dst), "identities_in": len(ids),
-        "identities_out": len(merged_name), "images": images, "merged_by_name": reason.count("name"),
+        "identities_out": len(merged_name), "images": images, "corrupt": len(corrupt),
+        "corrupt_files": corrupt, "merged_by_name": reason.count("name"),
         "embedding_pairs": pairs, "mapping": str(mapping_path),
     }
     atomic_write_text(dst / "merge_report.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")

@@ -19,7 +19,7 @@ def shallow(src: str | Path, dst: str | Path, per_identity: int = 2, seed: int |
     if per_identity < 1:
         raise UserError(f"--per-identity: must be at least 1, got {per_identity}")
     src, dst = Path(src), Path(dst)
-    files, labels, names = list_identity_folder(src)
+    files, labels, names = list_identity_folder(src, "shallow")
     check_new_output(src, dst)
     rng = np.random.default_rng(seed) if seed is not None else None
     kept_ids = kept_images = 0
