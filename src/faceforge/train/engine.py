@@ -32,6 +32,8 @@ from faceforge.models import build_backbone
 from faceforge.models.checkpoint import FORMAT, backbone_record, load_backbone, read_checkpoint
 from faceforge.registry import MODES
 from faceforge.train.checkpointing import gather_sharded_state, load_sharded_state
+from faceforge.train.meter import Meter
+from faceforge.train.optim import build_optimizer, param_groups
 from faceforge.train.schedule import lr_factor
 
 
@@ -50,58 +52,6 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
 
-class _Meter:
-    """A log window's step terms, summed on the device, and its first non-finite loss.
-
-    ``add`` only launches device ops; ``read`` is the window's single device->host transfer
-    (one ``tolist`` of one stacked tensor), made at ``log_every`` steps.
-    """
-
-    def __init__(self):
-        self.sums: dict[str, torch.Tensor] = {}
-        self.n = 0
-        self.bad_step: torch.Tensor | None = None  # inf while every loss was finite
-        self.bad_value: torch.Tensor | None = None
-
-    def add(self, out: dict[str, torch.Tensor], step: int) -> None:
-        for k, v in out.items():
-            self.sums[k] = self.sums[k] + v if k in self.sums else v
-        self.n += 1
-        total = out["loss_total"]
-        here = torch.where(torch.isfinite(total), torch.inf, float(step))
-        if self.bad_step is None:
-            self.bad_step, self.bad_value = here, total
-        else:
-            self.bad_value = torch.where(here < self.bad_step, total, self.bad_value)
-            self.bad_step = torch.minimum(self.bad_step, here)
-
-    def read(self, extra: torch.Tensor | None = None) -> tuple[dict, int | None, float, float]:
-        """``(mean terms, first bad step or None, its loss, extra)`` and a fresh window."""
-        keys = list(self.sums)
-        parts = [self.sums[k].reshape(1) / max(self.n, 1) for k in keys]
-        tail = [self.bad_step, self.bad_value] if self.bad_step is not None else []
-        if extra is not None:
-            tail.append(extra.to(parts[0].device).float())
-        values = torch.cat([*parts, *(t.reshape(1).float() for t in tail)]).tolist() if parts else []
-        means = dict(zip(keys, values[: len(keys)]))
-        rest = values[len(keys) :]
-        bad_step = bad_value = None
-        if self.bad_step is not None:
-            bad_step, bad_value = rest[0], rest[1]
-            rest = rest[2:]
-        over = rest[0] if extra is not None else 0.0
-        self.__init__()
-        ok = bad_step is None or math.isinf(bad_step)
-        return means, None if ok else int(bad_step), bad_value, over
-
-    def first_bad(self) -> tuple[int, float] | None:
-        """``(step, loss)`` of the window's first non-finite loss, read without ending the window."""
-        if self.bad_step is None:
-            return None
-        step, value = torch.stack([self.bad_step, self.bad_value.float()]).tolist()
-        return None if math.isinf(step) else (int(step), value)
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -112,41 +62,6 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         name = f"cuda:{D.local_rank()}" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-
-
-def param_groups(backbone: nn.Module, mode: nn.Module, cfg) -> list[dict]:
-    """Weight decay off for 1-D parameters (BatchNorm/PReLU/bias) when ``no_decay_norm``."""
-    groups: dict[tuple[str, bool], list] = {}
-    for part, module in (("backbone", backbone), ("head", mode)):
-        for _, p in module.named_parameters():
-            if not p.requires_grad:
-                continue
-            decay = not (cfg.optim.no_decay_norm and p.ndim <= 1)
-            groups.setdefault((part, decay), []).append(p)
-    out = []
-    for (part, decay), params in groups.items():
-        mult = cfg.optim.backbone_lr_mult if part == "backbone" else 1.0
-        out.append(
-            {
-                "params": params,
-                "weight_decay": cfg.optim.weight_decay if decay else 0.0,
-                "lr_mult": mult,
-                "name": f"{part}{'' if decay else '_no_decay'}",
-            }
-        )
-    return out
-
-
-def build_optimizer(groups: list[dict], cfg, device: torch.device | None = None) -> torch.optim.Optimizer:
-    """SGD or AdamW; on CUDA the fused kernels (one launch for all parameters), else foreach."""
-    o = cfg.optim
-    kinds = {"sgd": (torch.optim.SGD, {"momentum": o.momentum}), "adamw": (torch.optim.AdamW, {})}
-    if o.name not in kinds:
-        raise UserError(f"optim.name: unknown optimizer '{o.name}' (valid: sgd, adamw)")
-    cls, extra = kinds[o.name]
-    if device is not None and device.type == "cuda":
-        return cls(groups, lr=o.lr, fused=True, **extra)
-    return cls(groups, lr=o.lr, foreach=True, **extra)
 
 
 class Trainer:
@@ -167,6 +82,12 @@ class Trainer:
                 (self.out / "metrics.jsonl").unlink()
 
         self.dataset = open_source(cfg.data.train)
+        if cfg.data.verify_crc:
+            from faceforge.data.packed import PackedDataset, verify
+
+            if not isinstance(self.dataset, PackedDataset):
+                raise UserError(f"data.verify_crc: {cfg.data.train} is not a packed source (no CRCs)")
+            verify(self.dataset)
         self.num_classes = self.dataset.num_classes
         opts = dict(cfg.model.options)
         self.backbone = build_backbone(cfg.model.backbone, embedding_size=cfg.model.embedding_size, **opts)
@@ -374,7 +295,7 @@ class Trainer:
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """One optimiser step. Returns its terms (mean over ``grad_accum`` chunks) as detached
-        device tensors: nothing is read back to the host here (see :class:`_Meter`)."""
+        device tensors: nothing is read back to the host here (see :class:`Meter`)."""
         cfg = self.cfg
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         accum = max(1, cfg.train.grad_accum)
@@ -410,7 +331,7 @@ class Trainer:
         size = tuple(self.meta["input_size"])
         return (2 * size[0], size[1]) if self.meta.get("template") == "arcface_upper_half" else size
 
-    def _read_window(self, meter: _Meter, t_start: float, budget_s: float) -> tuple[dict, bool]:
+    def _read_window(self, meter: Meter, t_start: float, budget_s: float) -> tuple[dict, bool]:
         """The one device->host read of a log record: the window's mean terms, its first
         non-finite loss (-> :class:`TrainingDiverged`) and the time-budget decision, which is
         all-reduced here (every rank logs at the same steps) so every rank stops together."""
@@ -467,7 +388,7 @@ class Trainer:
             feed = DeviceBatches(
                 batches, self.device, self.meta["mean"], self.meta["std"], channels_last=self.channels_last
             )
-            meter = _Meter()
+            meter = Meter()
             with contextlib.closing(feed):
                 for step, images, labels, skipped in feed:
                     lr = self._set_lr()
