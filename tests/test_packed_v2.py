@@ -121,3 +121,22 @@ def test_stats_verify_and_train_verify_crc(tmp_path):
                              f"output={tmp_path / 'o'}"])
     with pytest.raises(UserError, match="record 2 checksum mismatch"):
         Trainer(cfg, quiet=True)
+
+
+def test_pack_jpeg_keeps_stored_jpegs_of_the_right_size(tmp_path):
+    from faceforge.data.tools.pack import pack
+
+    src = tmp_path / "src"
+    for i, img in enumerate(_faces(6)):
+        (src / f"id{i // 3}").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(src / f"id{i // 3}" / f"{i}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    small = cv2.resize(_faces(1)[0], (56, 56))
+    cv2.imwrite(str(src / "id1" / "small.jpg"), small)  # resized, then encoded
+    report = pack(f"folder:{src}", tmp_path / "j.ffpk", workers=1, progress=False, encoding="jpeg")
+    assert report["images"] == 7 and report["resized"] == 1 and report["encoding"] == "jpeg"
+    ds = PackedDataset(tmp_path / "j.ffpk")
+    files = sorted(src.rglob("*.jpg"))
+    stored = {ds.record(i) for i in range(len(ds))}
+    kept = [f for f in files if f.name != "small.jpg"]
+    assert all(f.read_bytes() in stored for f in kept)  # byte for byte: no second lossy step
+    assert ds.read(0).shape == (112, 112, 3)

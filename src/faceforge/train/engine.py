@@ -312,7 +312,7 @@ class Trainer:
                 sums[k] = sums[k] + v if k in sums else v
         if cfg.optim.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self._clip_params, cfg.optim.grad_clip, foreach=True)
+            torch.nn.utils.clip_grad_norm_(self._clip_params, cfg.optim.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)

@@ -32,7 +32,7 @@ def param_groups(backbone: nn.Module, mode: nn.Module, cfg) -> list[dict]:
 
 
 def build_optimizer(groups: list[dict], cfg, device: torch.device | None = None) -> torch.optim.Optimizer:
-    """SGD or AdamW; on CUDA the fused kernels (one launch for all parameters), else foreach."""
+    """SGD or AdamW; on CUDA the fused kernels (one launch for all parameters)."""
     o = cfg.optim
     kinds = {"sgd": (torch.optim.SGD, {"momentum": o.momentum}), "adamw": (torch.optim.AdamW, {})}
     if o.name not in kinds:
@@ -40,4 +40,4 @@ def build_optimizer(groups: list[dict], cfg, device: torch.device | None = None)
     cls, extra = kinds[o.name]
     if device is not None and device.type == "cuda":
         return cls(groups, lr=o.lr, fused=True, **extra)
-    return cls(groups, lr=o.lr, foreach=True, **extra)
+    return cls(groups, lr=o.lr, **extra)  # torch's own choice (foreach where it has the kernels)

@@ -16,19 +16,27 @@ from faceforge.data.tools import open_any
 from faceforge.errors import UserError
 from faceforge.io.images import CorruptImage
 
-_WORKER: tuple[FaceDataset, tuple[int, int]] | None = None
+_WORKER: tuple[FaceDataset, tuple[int, int], str] | None = None
 
 
-def _init(dataset: FaceDataset, size: tuple[int, int]) -> None:
+def _init(dataset: FaceDataset, size: tuple[int, int], encoding: str = "raw") -> None:
     global _WORKER
-    _WORKER = (dataset, size)
+    _WORKER = (dataset, size, encoding)
 
 
-def _decode(index: int) -> tuple[int, np.ndarray | None, bool, str]:
+def _decode(index: int) -> tuple[int, np.ndarray | bytes | None, bool, str]:
+    """Image ``index`` fitted to the packed size; for JPEG records its stored JPEG bytes when they
+    already have that size (no second lossy step)."""
     import cv2
 
-    dataset, (h, w) = _WORKER  # type: ignore[misc]
+    dataset, (h, w), encoding = _WORKER  # type: ignore[misc]
     try:
+        if encoding == "jpeg":
+            from faceforge.data.tools.convert import stored_jpeg
+
+            data, shape = stored_jpeg(dataset, index)
+            if data is not None and shape == (h, w):
+                return index, data, False, ""
         img = dataset.read(index)
     except CorruptImage as e:
         return index, None, False, str(e)
@@ -63,12 +71,12 @@ def pack_dataset(
 
         bar = tqdm(total=n, desc=f"pack {out.name}", unit="img", disable=not progress, file=sys.stderr)
         if workers == 1 or n < 256:
-            _init(dataset, size)
+            _init(dataset, size, encoding)
             results = map(_decode, range(n))
             pool = None
         else:
             pool = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn").Pool(
-                workers, initializer=_init, initargs=(dataset, size)
+                workers, initializer=_init, initargs=(dataset, size, encoding)
             )
             results = pool.imap(_decode, range(n), chunksize=64)
         try:
@@ -78,7 +86,10 @@ def pack_dataset(
                     skipped.append(err)
                     continue
                 resized += was_resized
-                writer.add(np.ascontiguousarray(img, dtype=np.uint8), int(dataset.labels[index]))
+                if isinstance(img, bytes):
+                    writer.add_encoded(img, int(dataset.labels[index]))
+                else:
+                    writer.add(np.ascontiguousarray(img, dtype=np.uint8), int(dataset.labels[index]))
         finally:
             bar.close()
             if pool is not None:
