@@ -192,15 +192,36 @@ def to_model_input(
     """uint8 ``[B,H,W,3]`` (+ flip bits) -> normalised float32 ``[B,3,H,W]`` on ``images``' device.
 
     ``x * scale + shift`` with ``scale = 1/(255·std)`` and ``shift = -mean/std`` is
-    ``(x/255 - mean)/std``. The NCHW view of an NHWC batch already has ``channels_last`` strides,
-    so that layout costs no copy; the plain layout costs one. No value is read back to the host.
+    ``(x/255 - mean)/std``. On an accelerator the batch is flipped with one ``where`` (no value is
+    read back to the host) and the NCHW view of the NHWC batch keeps its ``channels_last`` strides.
+    On the CPU, per-image copies through flipped, transposed views are ~2x faster than any batched
+    form (the loop the loader always ran), with the same values.
     """
+    if images.device.type == "cpu":
+        return _cpu_model_input(images, flips, scale, shift, channels_last)
     x = images.permute(0, 3, 1, 2)
     if flips is not None and flips.numel():
         x = torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
     x = x.to(torch.float32)  # keeps the channels_last strides of the view
     x.mul_(scale.to(x.device)).add_(shift.to(x.device))
     return x if channels_last else x.contiguous()
+
+
+def _cpu_model_input(images, flips, scale, shift, channels_last: bool) -> torch.Tensor:
+    raw = images.numpy()
+    bits = flips.numpy() if flips is not None and flips.numel() else np.zeros(len(raw), bool)
+    b, h, w, c = raw.shape
+    if channels_last:  # NHWC float memory, seen as NCHW: the channels_last layout
+        out = np.empty((b, h, w, c), dtype=np.float32)
+        for k in range(b):
+            np.copyto(out[k], raw[k, :, ::-1] if bits[k] else raw[k])
+        x = torch.from_numpy(out).permute(0, 3, 1, 2)
+    else:
+        out = np.empty((b, c, h, w), dtype=np.float32)
+        for k in range(b):
+            np.copyto(out[k], (raw[k, :, ::-1] if bits[k] else raw[k]).transpose(2, 0, 1))
+        x = torch.from_numpy(out)
+    return x.mul_(scale).add_(shift)
 
 
 class DeviceBatches:
