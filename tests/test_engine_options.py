@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from faceforge.config import load_config
 from faceforge.data.batches import BatchPlan, DeviceBatches, epoch_batches, per_channel, to_model_input
-from faceforge.data.packed import PackedDataset, PackedWriter
+from faceforge.data.packed import PackedDataset
 from faceforge.train.engine import Trainer
+from tiny_data import write_random_packed
 
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
-    path = tmp_path_factory.mktemp("opts") / "d.ffpk"
-    rng = np.random.default_rng(3)
-    w = PackedWriter(path, (112, 112, 3))
-    for i in range(48):
-        w.add(rng.integers(0, 255, (112, 112, 3), dtype=np.uint8), i % 6)
-    w.close()
-    return path
+    return write_random_packed(tmp_path_factory.mktemp("opts") / "d.ffpk", 48, 6, seed=3)
 
 
 def _losses(out) -> dict[int, float]:

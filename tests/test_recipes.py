@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from faceforge.config import load_config
-from faceforge.data.packed import PackedWriter
 from faceforge.models import build_margin
 from faceforge.models.heads.combined import Combined
+from tiny_data import write_random_packed
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -107,13 +106,7 @@ def test_facex_zoo_semi_siamese_matches_its_source():
 
 @pytest.fixture(scope="module")
 def tiny_packed(tmp_path_factory):
-    path = tmp_path_factory.mktemp("recipes") / "tiny.ffpk"
-    rng = np.random.default_rng(0)
-    w = PackedWriter(path, (112, 112, 3))
-    for i in range(32):
-        w.add(rng.integers(0, 255, (112, 112, 3), dtype=np.uint8), i // 2)
-    w.close()
-    return path
+    return write_random_packed(tmp_path_factory.mktemp("recipes") / "tiny.ffpk", 32, 16)
 
 
 RECIPES = sorted([*ARCFACE_TORCH, "facex_zoo_mobilefacenet_arcface", "facex_zoo_semi_siamese"])

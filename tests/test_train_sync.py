@@ -14,26 +14,17 @@ import pytest
 import torch
 
 from faceforge.config import load_config
-from faceforge.data.packed import PackedWriter
 from faceforge.train.engine import Trainer, TrainingDiverged
+from tiny_data import write_random_packed
 
 READS = ("item", "tolist", "__float__", "__int__", "__bool__")
-
-
-def _packed(path, n=80):
-    rng = np.random.default_rng(0)
-    w = PackedWriter(path, (112, 112, 3))
-    for i in range(n):
-        w.add(rng.integers(0, 255, (112, 112, 3), dtype=np.uint8), i % 8)
-    w.close()
-    return path
 
 
 def _cfg(tmp_path, *extra):
     return load_config(
         None,
         [
-            f"data.train=packed:{_packed(tmp_path / 'd.ffpk')}",
+            f"data.train=packed:{write_random_packed(tmp_path / 'd.ffpk', 80, 8)}",
             "model.backbone=mobilefacenet_tiny",
             "model.embedding_size=16",
             "data.batch_size=2",

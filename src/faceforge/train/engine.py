@@ -106,6 +106,8 @@ class Trainer:
         self.backbone.to(self.device)
         self.mode.to(self.device)
         cuda = self.device.type == "cuda"
+        if cuda and not cfg.train.deterministic:
+            torch.backends.cudnn.benchmark = True  # static shapes: autotuned convolutions pay off
         self.channels_last = cuda if cfg.train.channels_last is None else cfg.train.channels_last
         if self.channels_last:
             self.backbone.to(memory_format=torch.channels_last)
