@@ -12,3 +12,5 @@ for model in "--backbone iresnet50 --classes 93431" "--backbone mbf --classes 93
       || echo "{\"failed\": \"$model --data $mode\"}"
   done
 done
+# implicit device syncs left per step (nonzero/unique in the classifier, ...): a diagnosis run
+$PY bench/train_throughput.py --backbone mbf --classes 93431 --batch 512 --data device --steps 10 --sync-debug "$@"

@@ -80,6 +80,9 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[],
                     help="extra config overrides, e.g. train.compile=true or train.cuda_graphs=true")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--sync-debug", action="store_true",
+                    help="CUDA, --data device: count the synchronising calls of the measured steps "
+                         "(torch.cuda.set_sync_debug_mode; slows the run, for diagnosis only)")
     args = ap.parse_args()
 
     from faceforge.config import load_config
@@ -105,6 +108,7 @@ def main() -> None:
         dev = trainer.device
         cuda = dev.type == "cuda"
         c0 = resource.getrusage(resource.RUSAGE_SELF)
+        syncs = None
         if args.data == "loader":
             trainer.fit()
             records = [json.loads(x) for x in (tmp / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -130,7 +134,17 @@ def main() -> None:
             if cuda:
                 torch.cuda.reset_peak_memory_stats(dev)
             t0 = time.perf_counter()
-            run(args.steps)
+            if args.sync_debug and cuda:
+                import warnings
+
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    torch.cuda.set_sync_debug_mode("warn")
+                    run(args.steps)
+                    torch.cuda.set_sync_debug_mode("default")
+                syncs = sum("synchroniz" in str(w.message) for w in caught) / args.steps
+            else:
+                run(args.steps)
             sps = args.steps * args.batch / (time.perf_counter() - t0)
         c1 = resource.getrusage(resource.RUSAGE_SELF)
 
@@ -157,6 +171,7 @@ def main() -> None:
         "backbone_gflop_per_sample": round(6 * macs / 1e9, 3),
         "achieved_tflops": round(achieved, 3),
         "fraction_of_peak": round(achieved / peak, 3) if peak else None,
+        "syncs_per_step": syncs,
         "process_cpu_s": round(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime, 2),
         "device": name,
         "torch": torch.__version__,
