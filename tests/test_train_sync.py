@@ -82,3 +82,11 @@ def test_non_finite_loss_stops_at_the_log_step_keeping_the_good_checkpoint(tmp_p
         trainer.fit()
     saved = torch.load(tmp_path / "out" / "last.ckpt", weights_only=False)
     assert saved["train"]["state"]["global_step"] == 5  # step 10's checkpoint was never written
+
+
+def test_time_budget_is_decided_at_the_log_step(tmp_path):
+    # 6 ms of budget: spent before the first step ends, acted on at the first log record
+    result = Trainer(_cfg(tmp_path, "train.max_minutes=0.0001", "train.max_steps=0"), quiet=True).fit()
+    assert result["steps"] == 10
+    saved = torch.load(tmp_path / "out" / "last.ckpt", weights_only=False)
+    assert saved["train"]["state"]["global_step"] == 10
