@@ -109,3 +109,32 @@ def test_iresnet50_state_dict_loads_into_arcface_torch_layout():
         sd = build_backbone("iresnet50").state_dict()
     layout = [(e["key"], e["shape"]) for e in manifest["entries"]]
     assert [(k, list(v.shape)) for k, v in sd.items()] == layout
+
+
+@pytest.mark.parametrize(("peer", "backbone"), [("arcface_torch", "mbf"), ("facex", "mobilefacenet")])
+def test_export_to_peer_and_import_back_is_exact(tmp_path, capsys, peer, backbone):
+    """``faceforge import --to PEER``: the peer's own file layout, and ``--from`` reads it back."""
+    from faceforge.models import build_backbone
+    from faceforge.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_backbone(backbone)
+    save_checkpoint(tmp_path / "ff.ckpt", model)
+    out = tmp_path / "peer.pth"
+    assert main(["import", str(tmp_path / "ff.ckpt"), "--to", peer, "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    saved = torch.load(out, weights_only=True)
+    if peer == "facex":  # FaceModel layout: {"state_dict": {"backbone.<key>": ...}}
+        assert set(saved) == {"state_dict"} and all(k.startswith("backbone.") for k in saved["state_dict"])
+    else:  # arcface_torch backbone.pth: the plain state_dict
+        assert set(saved) == set(model.state_dict())
+    back = tmp_path / "back.ckpt"
+    assert main(["import", str(out), "--from", peer, "--backbone", backbone, "--out", str(back)]) == 0
+    for k, v in load_backbone(back).state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), k
+
+
+def test_import_from_needs_a_backbone(tmp_path, capsys):
+    args = ["import", str(tmp_path / "x.pth"), "--from", "arcface_torch", "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    assert "--backbone" in capsys.readouterr().err

@@ -44,7 +44,9 @@ def _losses(path: Path) -> dict[int, float]:
     for line in path.read_text().splitlines():
         rec = json.loads(line)
         if "loss_total" in rec:
-            out[rec["step"]] = rec["loss_total"]  # a resumed run re-logs steps after its checkpoint
+            # a resumed run drops the records after its checkpoint, then logs those steps again
+            assert rec["step"] not in out, f"step {rec['step']} logged twice"
+            out[rec["step"]] = rec["loss_total"]
     return out
 
 

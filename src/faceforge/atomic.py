@@ -106,6 +106,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         f.write(data)
 
 
+def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy ``src`` to ``dst`` so that ``dst`` is the old file or the whole new one, never half."""
+    import shutil
+
+    with open(src, "rb") as f, atomic_open(dst, "wb") as out:
+        shutil.copyfileobj(f, out, 1 << 20)
+
+
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     import torch
 

@@ -73,6 +73,7 @@ class DataConfig:
     workers: int = 0
     flip: bool = True
     identities_min_images: int = 1
+    verify_crc: bool = False  # packed sources: check every record's CRC at open (a full read)
 
     RANGES: typing.ClassVar[dict[str, Bound]] = {
         "batch_size": COUNT, "workers": NON_NEGATIVE, "identities_min_images": COUNT,
@@ -107,6 +108,7 @@ class OptimConfig:
     warmup_epochs: float = 0.0
     power: float = 2.0  # poly schedule exponent
     grad_clip: float = 0.0
+    grad_clip_scope: str = "all"  # all | backbone (arcface_torch's train_v2 clips the backbone only)
     no_decay_norm: bool = True  # no weight decay on BatchNorm/PReLU weights and biases
     backbone_lr_mult: float = 1.0  # < 1 when fine-tuning an imported backbone with a new head
 
@@ -123,12 +125,13 @@ class TrainConfig:
     epochs: int = 10
     max_minutes: float = 0.0  # 0 = no wall-clock budget
     max_steps: int = 0  # 0 = no step budget
-    precision: str = "fp32"  # fp32 | bf16 | fp16
+    precision: str = "auto"  # auto (bf16 on CUDA, else fp32) | fp32 | bf16 | fp16
     log_every: int = 10
     grad_accum: int = 1
     deterministic: bool = False
-    channels_last: bool = False
-    compile: bool = False
+    channels_last: bool | None = None  # null = on for CUDA
+    compile: bool | str = False  # true, or a torch.compile mode ("max-autotune", ...)
+    cuda_graphs: bool = False  # replay the backbone's static-shape step as CUDA graphs (CUDA only)
     save_every_steps: int = 0  # extra mid-epoch checkpoints (0 = at epoch ends only)
     keep: str = "last"  # last | all | best (by validation accuracy)
     val_every_epochs: int = 1

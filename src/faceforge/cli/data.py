@@ -68,7 +68,7 @@ def _shallow(args) -> int:
 def _stats(args) -> int:
     from faceforge.data.tools.stats import format_stats, stats
 
-    s = stats(args.src)
+    s = stats(args.src, verify=args.verify)
     print(json.dumps(s, indent=2) if args.json else format_stats(s))
     return 0
 
@@ -76,7 +76,8 @@ def _stats(args) -> int:
 def _pack(args) -> int:
     from faceforge.data.tools.pack import pack
 
-    r = pack(args.src, args.out, size=_size(args.size), workers=args.workers, progress=not args.quiet)
+    r = pack(args.src, args.out, size=_size(args.size), workers=args.workers, progress=not args.quiet,
+             encoding=args.encoding, quality=args.quality)
     _print_conversion("pack", r)
     return 0
 
@@ -144,6 +145,8 @@ def add_commands(sub) -> None:
     p = group.add_parser("stats", help="identities, images and the per-identity histogram")
     p.add_argument("src", help="source string (folder:, rec:, list:, packed:, ...) or path")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--verify", action="store_true",
+                   help="packed sources: check every record's CRC (reads the whole file)")
     p.set_defaults(func=_stats)
 
     p = group.add_parser("pack", help="decode a source into the memory-mapped packed format (.ffpk)")
@@ -152,6 +155,10 @@ def add_commands(sub) -> None:
     p.add_argument("--size", default="112x112", help="HxW of packed images (others are resized)")
     p.add_argument("--workers", type=bounded(int, 0), default=None,
                    help="decoding processes (default: all cores)")
+    p.add_argument("--encoding", choices=["raw", "jpeg"], default="raw",
+                   help="raw pixels (no decoding at train time) or JPEG records (~5x smaller)")
+    p.add_argument("--quality", type=bounded(int, 1, 100), default=95,
+                   help="JPEG quality of --encoding jpeg")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_pack)
 

@@ -18,12 +18,16 @@ def add_commands(sub) -> None:
     p = sub.add_parser("import", help="convert a peer backbone checkpoint into a faceforge checkpoint",
                        description="Convert an arcface_torch backbone.pth, a FaceX-Zoo, sphereface_pytorch "
                                    "or OpenSphere checkpoint into a faceforge checkpoint that "
-                                   "faceforge.models.checkpoint.load_backbone() loads with one call.")
-    p.add_argument("src", help="peer checkpoint file")
-    p.add_argument("--from", dest="source", required=True,
-                   choices=["arcface_torch", "facex", "sphereface", "opensphere"], help="peer framework")
-    p.add_argument("--backbone", required=True, help="faceforge backbone name (see 'faceforge models')")
-    p.add_argument("--out", required=True, help="faceforge checkpoint to write")
+                                   "faceforge.models.checkpoint.load_backbone() loads with one call; "
+                                   "with --to, the reverse (a faceforge checkpoint as the peer's file).")
+    p.add_argument("src", help="peer checkpoint file (with --to: a faceforge checkpoint)")
+    peers = ["arcface_torch", "facex", "sphereface", "opensphere"]
+    way = p.add_mutually_exclusive_group(required=True)
+    way.add_argument("--from", dest="source", choices=peers, help="peer framework of SRC")
+    way.add_argument("--to", dest="target", choices=peers,
+                     help="write SRC's backbone as this peer's checkpoint (arcface_torch: backbone.pth)")
+    p.add_argument("--backbone", help="faceforge backbone name (see 'faceforge models'); needed with --from")
+    p.add_argument("--out", required=True, help="checkpoint to write")
     p.add_argument("--embedding-size", type=bounded(int, 1), default=None,
                    help="embedding width (default: inferred from the checkpoint)")
     p.add_argument("--input-size", metavar="HxW", default=None,
@@ -47,8 +51,17 @@ def _models(args) -> int:
 
 
 def _import(args) -> int:
-    from faceforge.models.convert import import_checkpoint
+    from faceforge.errors import UserError
+    from faceforge.models.convert import export_checkpoint, import_checkpoint
 
+    if args.target:
+        r = export_checkpoint(args.src, args.target, args.out)
+        note = "".join(f"; note: {k} is {a:g} here, {b:g} in {args.target}'s own input pipeline"
+                       for k, (a, b) in r["normalisation_differs"].items())
+        print(f"wrote {args.out}: {r['backbone']} as {args.target} ({r['entries']} entries){note}")
+        return 0
+    if not args.backbone:
+        raise UserError("--backbone: needed with --from (which faceforge backbone the weights are)")
     options = build_options(args)
     summary = import_checkpoint(args.src, args.source, args.backbone, args.out, **options)
     m = summary["meta"]

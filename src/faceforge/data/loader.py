@@ -5,7 +5,8 @@ per position. Batch ``b`` of epoch ``e`` is therefore the same whatever the work
 ``iter_from(e, b)`` restarts exactly there (what exact resume needs). Each DataLoader item is a whole
 batch (the sampler yields index arrays, the dataset's ``__getitem__`` builds one batch), so a packed
 dataset is sliced once per batch straight from its memmap; other datasets decode image by image and
-skip (and count) corrupt images. Normalisation ``(x/255 - mean)/std`` runs on the batch tensor.
+skip (and count) corrupt images. Workers hand over uint8 batches; flip and normalisation
+``(x/255 - mean)/std`` then run on the whole batch tensor (:func:`~faceforge.data.batches.to_model_input`).
 
 The training engine reads through the same plan and batch builder (:mod:`faceforge.data.batches`,
 which adds per-rank slicing and identity plans); this class is the single-process API::
@@ -104,18 +105,17 @@ class TrainLoader:
         corrupt is not yielded, but ``self.batch_index`` still advances past it."""
         if not 0 <= batch_index <= len(self):
             raise UserError(f"loader: batch index {batch_index} outside [0, {len(self)}] for this dataset")
-        from faceforge.data.batches import BatchPlan, epoch_batches
+        from faceforge.data.batches import BatchPlan, epoch_batches, to_model_input
 
         self.epoch, self.batch_index = int(epoch), int(batch_index)
         plan = BatchPlan(len(self.dataset), self.batch_size, self.seed, drop_last=self.drop_last)
-        for step, images, labels, skipped in epoch_batches(
+        scale, shift = 1.0 / (255.0 * self.std), -self.mean / self.std
+        for step, raw, flips, labels, skipped in epoch_batches(
             self.dataset,
             plan,
             epoch,
             batch_index,
             flip=self.flip,
-            mean=self.mean,
-            std=self.std,
             workers=self.workers,
             size=self.image_size,
             pin_memory=self.pin_memory,
@@ -123,7 +123,7 @@ class TrainLoader:
             self.skipped += int(skipped)
             self.batch_index = step + 1
             if len(labels):
-                yield images, labels
+                yield to_model_input(raw, flips, scale, shift), labels
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.iter_from(self.epoch, self.batch_index if self.batch_index < len(self) else 0)

@@ -1,4 +1,4 @@
-"""Import a peer framework's backbone checkpoint as a faceforge checkpoint.
+"""Import a peer framework's backbone checkpoint as a faceforge checkpoint, and back.
 
 Supported layouts (``--from``):
 
@@ -18,7 +18,8 @@ its ``channel_order``, so the embedder flips the channels where the peer did not
 
 A ``module.`` prefix (DataParallel/DDP) is removed for every source. The state_dict must then match
 the faceforge backbone's keys and shapes exactly; otherwise a ``UserError`` lists the first
-missing / unexpected / mis-shaped entries.
+missing / unexpected / mis-shaped entries. :func:`export_checkpoint` writes the reverse: a
+faceforge checkpoint's backbone as the peer's file (the same keys, the source's prefix put back).
 """
 
 from __future__ import annotations
@@ -138,3 +139,24 @@ def _infer_embedding_size(layout: Mapping[str, torch.Tensor], peer: Mapping[str,
         if key in peer and peer[key].dim() == layout[key].dim() and peer[key].shape != layout[key].shape:
             return int(peer[key].shape[0])
     return None
+
+
+def export_checkpoint(ckpt: str | Path, target: str, out: str | Path) -> dict[str, Any]:
+    """Write the backbone of faceforge checkpoint ``ckpt`` as a ``target`` peer file ``out``:
+    arcface_torch / OpenSphere / sphereface a plain state_dict (``backbone.pth``), FaceX-Zoo
+    ``{"state_dict": {"backbone.<key>": ...}}`` as its ``FaceModel`` saves it (no head)."""
+    from faceforge.atomic import atomic_torch_save
+    from faceforge.models.checkpoint import read_checkpoint
+
+    if target not in SOURCES:
+        raise UserError(f"--to: unknown peer '{target}' (valid: {', '.join(SOURCES)})")
+    rec = read_checkpoint(ckpt)["backbone"]
+    prefix = SOURCES[target]["prefix"]
+    state = {prefix + k: v.detach().cpu().clone() for k, v in rec["state_dict"].items()}
+    atomic_torch_save({"state_dict": state} if prefix else state, out)
+    meta = rec.get("meta", {})
+    want = SOURCES[target]["meta"]
+    mismatch = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) is not None
+                and abs(float(meta[k]) - float(v)) > 1e-6}
+    return {"backbone": rec["name"], "entries": len(state), "target": target,
+            "normalisation_differs": mismatch}

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from faceforge import distributed as D
-from faceforge.atomic import atomic_write_text
+from faceforge.atomic import atomic_copy, atomic_write_text
 from faceforge.config import ExperimentConfig, to_dict
-from faceforge.data.batches import BatchPlan, epoch_batches, make_plan
+from faceforge.data.batches import BatchPlan, DeviceBatches, epoch_batches, make_plan
 from faceforge.data.dataset import open_source
 from faceforge.errors import UserError
 from faceforge.models import build_backbone
@@ -40,6 +40,8 @@ from faceforge.models.checkpoint import (
 )
 from faceforge.registry import MODES
 from faceforge.train.checkpointing import gather_sharded_state, load_sharded_state
+from faceforge.train.meter import Meter
+from faceforge.train.optim import build_optimizer, param_groups
 from faceforge.train.schedule import lr_factor
 
 
@@ -71,38 +73,6 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def param_groups(backbone: nn.Module, mode: nn.Module, cfg) -> list[dict]:
-    """Weight decay off for 1-D parameters (BatchNorm/PReLU/bias) when ``no_decay_norm``."""
-    groups: dict[tuple[str, bool], list] = {}
-    for part, module in (("backbone", backbone), ("head", mode)):
-        for _, p in module.named_parameters():
-            if not p.requires_grad:
-                continue
-            decay = not (cfg.optim.no_decay_norm and p.ndim <= 1)
-            groups.setdefault((part, decay), []).append(p)
-    out = []
-    for (part, decay), params in groups.items():
-        mult = cfg.optim.backbone_lr_mult if part == "backbone" else 1.0
-        out.append(
-            {
-                "params": params,
-                "weight_decay": cfg.optim.weight_decay if decay else 0.0,
-                "lr_mult": mult,
-                "name": f"{part}{'' if decay else '_no_decay'}",
-            }
-        )
-    return out
-
-
-def build_optimizer(groups: list[dict], cfg) -> torch.optim.Optimizer:
-    o = cfg.optim
-    if o.name == "sgd":
-        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
-    if o.name == "adamw":
-        return torch.optim.AdamW(groups, lr=o.lr)
-    raise UserError(f"optim.name: unknown optimizer '{o.name}' (valid: sgd, adamw)")
-
-
 class Trainer:
     def __init__(self, cfg: ExperimentConfig, resume: str | None = None, quiet: bool = False):
         self.cfg = cfg
@@ -121,6 +91,12 @@ class Trainer:
                 (self.out / "metrics.jsonl").unlink()
 
         self.dataset = open_source(cfg.data.train)
+        if cfg.data.verify_crc:
+            from faceforge.data.packed import PackedDataset, verify
+
+            if not isinstance(self.dataset, PackedDataset):
+                raise UserError(f"data.verify_crc: {cfg.data.train} is not a packed source (no CRCs)")
+            verify(self.dataset)
         self.num_classes = self.dataset.num_classes
         opts = dict(cfg.model.options)
         self.backbone = build_backbone(cfg.model.backbone, embedding_size=cfg.model.embedding_size, **opts)
@@ -138,14 +114,25 @@ class Trainer:
         )
         self.backbone.to(self.device)
         self.mode.to(self.device)
-        if cfg.train.channels_last:
+        cuda = self.device.type == "cuda"
+        if cuda and not cfg.train.deterministic:
+            torch.backends.cudnn.benchmark = True  # static shapes: autotuned convolutions pay off
+        self.channels_last = cuda if cfg.train.channels_last is None else cfg.train.channels_last
+        if self.channels_last:
             self.backbone.to(memory_format=torch.channels_last)
+        if cfg.optim.grad_clip_scope not in ("all", "backbone"):
+            scope = cfg.optim.grad_clip_scope
+            raise UserError(f"optim.grad_clip_scope: '{scope}' is not one of all, backbone")
         self.groups = param_groups(self.backbone, self.mode, cfg)
-        self.optimizer = build_optimizer(self.groups, cfg)
+        self.optimizer = build_optimizer(self.groups, cfg, self.device)
         self.precision = cfg.train.precision
+        if self.precision == "auto":
+            self.precision = "bf16" if cuda else "fp32"
         if self.precision not in ("fp32", "bf16", "fp16"):
-            raise UserError(f"train.precision: '{self.precision}' is not one of fp32, bf16, fp16")
+            raise UserError(f"train.precision: '{self.precision}' is not one of auto, fp32, bf16, fp16")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        if cfg.train.cuda_graphs and not cuda:
+            raise UserError(f"train.cuda_graphs: needs a CUDA device (device is {self.device})")
 
         self.plan: BatchPlan = make_plan(
             self.mode.plan,
@@ -173,8 +160,14 @@ class Trainer:
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.backbone, device_ids=ids)
-        if cfg.train.compile:
-            self.model = torch.compile(self.model)
+        if cfg.train.cuda_graphs:
+            # the backbone's shapes are static (drop_last batches); "reduce-overhead" captures its
+            # forward and backward as CUDA graphs and replays them. The classifier stays eager:
+            # Partial FC sampling changes its shapes every step.
+            self.model = torch.compile(self.model, mode="reduce-overhead")
+        elif cfg.train.compile:
+            mode = cfg.train.compile if isinstance(cfg.train.compile, str) else None
+            self.model = torch.compile(self.model, mode=mode)
         if cfg.train.tensorboard and self.rank == 0:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -239,6 +232,7 @@ class Trainer:
             set_rng_state(tr["rng"])
         # a different world size keeps the sample position; the step is re-derived from it
         self.state.step_in_epoch = self.state.samples_seen // self.plan.global_batch
+        self._truncate_log(self.state.global_step)
         self._log_line(
             {
                 "event": "resume",
@@ -251,6 +245,21 @@ class Trainer:
         )
 
     # -- logging -------------------------------------------------------------------------------
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop the records of steps after ``step`` (a resumed run logs them again), atomically."""
+        log = self.out / "metrics.jsonl"
+        if self.rank != 0 or not log.is_file():
+            return
+        kept = []
+        for line in log.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a kill
+            if not isinstance(rec, dict) or not isinstance(rec.get("step"), int) or rec["step"] <= step:
+                kept.append(line)
+        atomic_write_text(log, "".join(x + "\n" for x in kept))
 
     def _log_line(self, record: dict) -> None:
         if self.rank != 0:
@@ -287,53 +296,62 @@ class Trainer:
             g["lr"] = self.cfg.optim.lr * f * g.get("lr_mult", 1.0)
         return self.cfg.optim.lr * f
 
-    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One optimiser step. Returns its terms (mean over ``grad_accum`` chunks) as detached
+        device tensors: nothing is read back to the host here (see :class:`Meter`)."""
         cfg = self.cfg
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         accum = max(1, cfg.train.grad_accum)
-        outs = []
+        sums: dict[str, torch.Tensor] = {}
         for x, y in zip(images.chunk(accum), labels.chunk(accum)):
-            if cfg.train.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)  # free when already so
             with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 out = self.mode.step(self.model, x, y)
             loss = sum(v for k, v in out.items() if k.startswith("loss"))
-            if not torch.isfinite(loss.detach()):
-                raise TrainingDiverged(
-                    f"loss became {float(loss)} at step {self.state.global_step} "
-                    f"(epoch {self.state.epoch}); the last good checkpoint in {self.out} is kept — "
-                    "lower optim.lr or use train.grad_clip"
-                )
             self.scaler.scale(loss / accum).backward()
-            outs.append(
-                {k: float(v.detach().float().mean()) for k, v in out.items()}
-                | {"loss_total": float(loss.detach())}
-            )
+            for k, v in (out | {"loss_total": loss}).items():
+                v = v.detach().float().mean()
+                sums[k] = sums[k] + v if k in sums else v
         if cfg.optim.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self._clip_params, cfg.optim.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.mode.after_step(self.backbone)
-        return {k: sum(o[k] for o in outs) / len(outs) for k in outs[0]}
+        return {k: v / accum for k, v in sums.items()} if accum > 1 else sums
+
+    @property
+    def _clip_params(self) -> list[torch.Tensor]:
+        """What ``optim.grad_clip`` clips: every parameter, or the backbone's only (train_v2)."""
+        if self.cfg.optim.grad_clip_scope == "backbone":
+            return [p for p in self.backbone.parameters() if p.requires_grad]
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
 
     def _input_size(self) -> tuple[int, int]:
         """What the backbone reads: the upper-half mode crops full crops itself."""
         size = tuple(self.meta["input_size"])
         return (2 * size[0], size[1]) if self.meta.get("template") == "arcface_upper_half" else size
 
-    def _out_of_budget(self, t_start: float, budget_s: float) -> bool:
-        """Step or wall-clock budget spent; the time decision is shared so every rank stops together."""
-        steps = self.cfg.train.max_steps
-        if steps and self.state.global_step >= steps:
-            return True
-        if not budget_s:
-            return False
-        flag = torch.tensor([float(time.time() - t_start > budget_s)], device=self.device)
-        D.all_reduce_(flag, op=torch.distributed.ReduceOp.MAX if D.is_distributed() else None)
-        return bool(flag.item())
+    def _read_window(self, meter: Meter, t_start: float, budget_s: float) -> tuple[dict, bool]:
+        """The one device->host read of a log record: the window's mean terms, its first
+        non-finite loss (-> :class:`TrainingDiverged`) and the time-budget decision, which is
+        all-reduced here (every rank logs at the same steps) so every rank stops together."""
+        flag = None
+        if budget_s:
+            flag = torch.tensor([float(time.time() - t_start > budget_s)], device=self.device)
+            D.all_reduce_(flag, op=torch.distributed.ReduceOp.MAX if D.is_distributed() else None)
+        means, bad_step, bad_value, over = meter.read(flag)
+        if bad_step is not None:
+            self._diverged(bad_step, bad_value)
+        return means, bool(over)
+
+    def _diverged(self, step: int, value: float) -> None:
+        raise TrainingDiverged(
+            f"loss became {value} at step {step} (epoch {self.state.epoch}); the last good "
+            f"checkpoint in {self.out} is kept — lower optim.lr or use optim.grad_clip"
+        )
 
     def fit(self) -> dict:
         from tqdm import tqdm
@@ -363,45 +381,55 @@ class Trainer:
                 st.epoch,
                 st.step_in_epoch,
                 flip=cfg.data.flip,
-                mean=self.meta["mean"],
-                std=self.meta["std"],
                 workers=cfg.data.workers,
                 size=self._input_size(),
                 template=self.meta.get("template", "arcface"),
+                pin_memory=self.device.type == "cuda",
             )
-            # closing the generator shuts its DataLoader workers down now, not at interpreter exit
-            with contextlib.closing(batches):
-                for step, images, labels, skipped in batches:
+            # uint8 batches travel to the device (one ahead, on a side stream) and become model
+            # input there; closing shuts the DataLoader workers down now, not at interpreter exit
+            feed = DeviceBatches(
+                batches, self.device, self.meta["mean"], self.meta["std"], channels_last=self.channels_last
+            )
+            meter = Meter()
+            with contextlib.closing(feed):
+                for step, images, labels, skipped in feed:
                     lr = self._set_lr()
-                    out = self._step(images.to(self.device, non_blocking=True), labels.to(self.device))
+                    out = self._step(images, labels)
                     st.global_step += 1
                     st.step_in_epoch = step + 1
                     st.samples_seen = st.step_in_epoch * self.plan.global_batch
                     n_log += len(labels) * self.world
                     st.skipped_images += int(skipped)
-                    out["skipped_images"] = st.skipped_images
+                    meter.add(out, st.global_step)
                     bar.update(1)
-                    stop = self._out_of_budget(t_start, budget_s)
+                    stop = bool(cfg.train.max_steps) and st.global_step >= cfg.train.max_steps
                     if (
                         stop
                         or st.global_step % max(1, cfg.train.log_every) == 0
                         or st.step_in_epoch == self.plan.steps_per_epoch
                     ):
+                        means, over_budget = self._read_window(meter, t_start, budget_s)
+                        stop = stop or over_budget
                         dt = max(time.time() - t_log, 1e-9)
                         rec = {
                             "step": st.global_step,
                             "epoch": st.epoch,
                             "lr": lr,
-                            **out,
+                            **means,
+                            "skipped_images": st.skipped_images,
                             "samples_per_s": n_log / dt,
                         }
                         bar.set_postfix(
-                            loss=f"{out['loss_total']:.3f}", lr=f"{lr:.3g}", sps=f"{n_log / dt:.0f}"
+                            loss=f"{means['loss_total']:.3f}", lr=f"{lr:.3g}", sps=f"{n_log / dt:.0f}"
                         )
                         self._log_line(rec)
                         last_metrics = rec
                         t_log, n_log = time.time(), 0
                     if cfg.train.save_every_steps and st.global_step % cfg.train.save_every_steps == 0:
+                        bad = meter.first_bad()  # a checkpoint is only ever written of good weights
+                        if bad is not None:
+                            self._diverged(*bad)
                         self.save("last.ckpt", last_metrics)
                     if stop:
                         break
@@ -425,16 +453,15 @@ class Trainer:
             st.history.append(
                 {"epoch": st.epoch, "step": st.global_step, **val, "loss": last_metrics.get("loss_total")}
             )
+            best = bool(val) and cfg.train.keep == "best" and val["val_accuracy"] > st.best_metric
+            if best:
+                st.best_metric = val["val_accuracy"]  # before the save, so a resume knows it
             self.save("last.ckpt", metrics)
+            # the copies appear whole or not at all, like last.ckpt itself
             if self.rank == 0 and epoch_done and cfg.train.keep == "all":
-                import shutil
-
-                shutil.copyfile(self.out / "last.ckpt", self.out / f"epoch{st.epoch}.ckpt")
-            if self.rank == 0 and val and cfg.train.keep == "best" and val["val_accuracy"] > st.best_metric:
-                st.best_metric = val["val_accuracy"]
-                import shutil
-
-                shutil.copyfile(self.out / "last.ckpt", self.out / "best.ckpt")
+                atomic_copy(self.out / "last.ckpt", self.out / f"epoch{st.epoch}.ckpt")
+            if self.rank == 0 and best:
+                atomic_copy(self.out / "last.ckpt", self.out / "best.ckpt")
         result = {
             "output": str(self.out),
             "steps": st.global_step,

@@ -20,21 +20,34 @@ from faceforge.io.images import CorruptImage, decode_image
 FORMATS = ("rec", "lst", "folder", "packed")
 
 
+def _stored(ds: FaceDataset, i: int) -> bytes | None:
+    """The bytes image ``i`` is stored as (RecordIO payload, file contents), when the source keeps them."""
+    if callable(getattr(ds, "raw", None)):
+        return ds.raw(i)
+    if getattr(ds, "files", None) is not None:
+        try:
+            return Path(ds.files[i]).read_bytes()
+        except OSError as e:
+            raise CorruptImage(f"{ds.files[i]}: {e.strerror}") from None
+    return None
+
+
+def stored_jpeg(ds: FaceDataset, i: int) -> tuple[bytes | None, tuple[int, int] | None]:
+    """``(JPEG bytes, (h, w))`` of image ``i`` when it is stored as a decodable JPEG, else (None, None)."""
+    data = _stored(ds, i)
+    if data is None or data[:2] != b"\xff\xd8":
+        return None, None
+    return data, decode_image(data, f"image {i}").shape[:2]
+
+
 def _encoded(ds: FaceDataset, i: int, quality: int) -> tuple[bytes, tuple[int, int]]:
     """JPEG bytes of image ``i`` (the stored bytes when they already are a decodable JPEG)."""
     import cv2
 
-    data = None
-    if callable(getattr(ds, "raw", None)):
-        data = ds.raw(i)
-    elif getattr(ds, "files", None) is not None:
-        try:
-            data = Path(ds.files[i]).read_bytes()
-        except OSError as e:
-            raise CorruptImage(f"{ds.files[i]}: {e.strerror}") from None
-    if data is not None and data[:2] == b"\xff\xd8":
-        img = decode_image(data, f"image {i}")
-        return data, img.shape[:2]
+    jpeg, shape = stored_jpeg(ds, i)
+    if jpeg is not None:
+        return jpeg, shape
+    data = _stored(ds, i)
     img = decode_image(data, f"image {i}") if data is not None else ds.read(i)
     ok, enc = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:

@@ -123,7 +123,9 @@ class PartialFC(nn.Module):
         norms = all_emb.float().norm(dim=1)
         emb_n = F.normalize(all_emb.float(), dim=1)
         w_n = F.normalize(weight.float(), dim=1)
-        cos = (emb_n @ w_n.t()).clamp(-1.0, 1.0)
+        # under autocast the matmul runs in bf16/fp16 (the [B, C] product is the head's cost);
+        # the margin and the softmax statistics then run on its fp32 copy, as arcface_torch does
+        cos = (emb_n @ w_n.t()).float().clamp(-1.0, 1.0)
         ctx = {}
         needs = getattr(self.margin, "needs", ())
         if "norms" in needs:

@@ -70,3 +70,16 @@ class Combined(Margin):
             # filtered entries come out as s·cos(π/2) with zero gradient in the peer
             out = torch.where(filtered, torch.full_like(cos, math.cos(math.pi / 2)), out)
         return out * self.s
+
+
+@MARGINS.register("arcface_torch")
+def arcface_torch(
+    s: float = 64.0,
+    m1: float = 1.0,
+    m2: float = 0.5,
+    m3: float = 0.0,
+    interclass_filtering_threshold: float = 0.0,
+) -> Combined:
+    """arcface_torch's ``CombinedMarginLoss(s, m1, m2, m3, threshold)`` exactly: ``combined`` with
+    ``arcface_torch_compat=True`` (its straight-through gradient and its m3 > 0 / m1 == 1 cases)."""
+    return Combined(s, m1, m2, m3, interclass_filtering_threshold, arcface_torch_compat=True)
