@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from faceforge.distributed import shutdown
 from faceforge.models.heads.arcface import ArcFace
 from faceforge.models.heads.circleloss import CircleLoss
 from faceforge.models.heads.classifier import PartialFC, _DistSoftmaxCE, gather_shards, shard_range
@@ -75,8 +76,8 @@ def _worker(rank, world, init_file, result_file, margin="arcface"):
             },
             result_file,
         )
-    dist.barrier()  # no rank tears its pairs down while another still uses them
-    dist.destroy_process_group()
+    del net, pfc, out
+    shutdown()  # barrier, destroy, and collect what still held the group (see faceforge.distributed)
 
 
 def test_shard_ranges_cover_all_classes():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 
 import torch
@@ -80,7 +81,12 @@ def shutdown(wait: bool = True) -> None:
     if wait:
         with contextlib.suppress(RuntimeError):  # a peer that already failed: still destroy ours
             dist.barrier()
+    # Objects in reference cycles (DDP's reducer and autograd hooks) keep the group's backend alive
+    # after destroy_process_group; left to the interpreter's exit, its threads are destroyed while
+    # joinable and the process aborts. Collecting them here tears the backend down in order.
+    gc.collect()
     dist.destroy_process_group()
+    gc.collect()
 
 
 @contextlib.contextmanager

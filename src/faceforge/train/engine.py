@@ -473,10 +473,13 @@ class Trainer:
         return result
 
     def close(self) -> None:
-        """Release what owns background threads (the TensorBoard writer) whatever ended the run."""
+        """Release what owns background threads whatever ended the run: the TensorBoard writer, and
+        the DDP wrapper (its reducer holds the process group, which must die before the group is
+        destroyed — see :func:`faceforge.distributed.shutdown`)."""
         if self.tb is not None:
             self.tb.close()
             self.tb = None
+        self.model = self.backbone
 
 
 def _yaml(data: dict) -> str:
