@@ -26,6 +26,7 @@ from faceforge.io.progress import Progress
 MULTI_POLICIES = ("largest_center", "largest", "skip", "all")
 REPORT_NAME = "align_report.csv"
 SUMMARY_NAME = "align_summary.json"
+DETECT_BATCH = 8  # images a worker reads and detects together (equal sizes share one forward pass)
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -109,18 +110,27 @@ def _encode(path: Path, rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _align_one(task: tuple[str, str, str]) -> tuple[str, str, int, str, int]:
-    """(relative source path, status, faces found, detail, crops written) for one image."""
-    from faceforge.align.transform import DegeneratePoints, warp_face
-    from faceforge.atomic import atomic_write_bytes
+def _align_chunk(tasks: list[tuple[str, str, str]]) -> list[tuple[str, str, int, str, int]]:
+    """:func:`_align_one` for several images, detected in one batch where their sizes allow."""
     from faceforge.io.images import CorruptImage, read_image
 
+    images, failed = {}, {}
+    for k, (rel, src, _) in enumerate(tasks):
+        try:
+            images[k] = read_image(src)
+        except CorruptImage as e:
+            failed[k] = (rel, "corrupt", 0, str(e), 0)
+    found = dict(zip(images, _STATE["detector"].detect_batch(list(images.values()))))
+    return [failed[k] if k in failed else _align_one(task, images[k], found[k])
+            for k, task in enumerate(tasks)]
+
+
+def _align_one(task: tuple[str, str, str], img: np.ndarray, faces: list) -> tuple[str, str, int, str, int]:
+    """(relative source path, status, faces found, detail, crops written) for one detected image."""
+    from faceforge.align.transform import DegeneratePoints, warp_face
+    from faceforge.atomic import atomic_write_bytes
+
     rel, src, out_dir = task
-    try:
-        img = read_image(src)
-    except CorruptImage as e:
-        return rel, "corrupt", 0, str(e), 0
-    faces = _STATE["detector"].detect(img)
     if not faces:
         return rel, "no_face", 0, "", 0
     chosen = pick_faces(faces, img.shape, _STATE["multi"])
@@ -209,19 +219,20 @@ def align_folder(
     if tasks:
         dst_path.mkdir(parents=True, exist_ok=True)
         workers = min(int(workers), len(tasks))
+        chunks = [tasks[i : i + DETECT_BATCH] for i in range(0, len(tasks), DETECT_BATCH)]
         if workers == 1:
             _init_worker(*init_args)
-            for task in tasks:
-                results.append(_align_one(task))
-                bar.step()
+            for chunk in chunks:
+                results.extend(_align_chunk(chunk))
+                bar.step(len(chunk))
         else:
             import multiprocessing as mp
 
             ctx = mp.get_context("spawn")  # no onnxruntime/OpenCV state is inherited through fork
             with ctx.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
-                for result in pool.imap_unordered(_align_one, tasks, chunksize=4):
-                    results.append(result)
-                    bar.step()
+                for done in pool.imap_unordered(_align_chunk, chunks):
+                    results.extend(done)
+                    bar.step(len(done))
     seconds = time.perf_counter() - start
 
     status = Counter(r[1] for r in results)

@@ -186,6 +186,7 @@ def onnx_session(model: str | bytes | Path, threads: int = 1):
     if threads and threads > 0:
         opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     if isinstance(model, Path):
         model = str(model)
