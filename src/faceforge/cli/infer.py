@@ -31,6 +31,10 @@ def add_commands(sub) -> None:
     p.add_argument("--all-faces", action="store_true", help="every face (default: the largest per image)")
     model_options(p)
     aligned_option(p)
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes, each with its own detector and model; 0 = one per CPU core (default 1)")
+    p.add_argument("--batch", type=int, default=32,
+                   help="images detected together, their faces embedded in one batch (default 32)")
     p.set_defaults(func=run_embed)
 
     p = sub.add_parser("verify", help="are two images the same person?",
@@ -61,7 +65,7 @@ def run_embed(args) -> int:
     from faceforge.deploy.commands import embed_files
 
     r = embed_files(args.paths, args.model, args.out, all_faces=args.all_faces, aligned=args.aligned,
-                    detector=args.detector, device=args.device)
+                    detector=args.detector, device=args.device, workers=args.workers, batch=args.batch)
     print(f"{r['faces']} faces from {r['images']} images -> {r['out']} (dim {r['dim']}); "
           f"skipped: {len(r['not_images'])} not images, {len(r['no_face'])} without a face")
     for f in r["not_images"]:

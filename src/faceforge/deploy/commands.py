@@ -54,30 +54,38 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
         raise UserError(f"{path}: not an image (cannot decode it)") from None
 
 
-def _aligned_face(analyzer, img: np.ndarray):
-    """The whole image as one face (an aligned crop): box = the image, landmarks = the template."""
+def aligned_crop(analyzer, img: np.ndarray):
+    """The whole image as one aligned face: (the crop the model takes, the face without embedding:
+    box = the image, landmarks = the template scaled to it)."""
     from faceforge.align.transform import fit_to_input
     from faceforge.deploy.analyzer import AnalyzedFace
 
     card = analyzer.card
     h, w = (int(v) for v in card.input_size)
-    crop = fit_to_input(img, (h, w), getattr(analyzer.embedder.meta, "template", "arcface"))
-    emb = analyzer.embed_crops(np.ascontiguousarray(crop)[None])[0]
+    template = getattr(analyzer.embedder.meta, "template", "arcface")
+    crop = np.ascontiguousarray(fit_to_input(img, (h, w), template))
     ih, iw = img.shape[:2]
     points = np.asarray(card.template_points(), dtype=np.float32) * np.array([iw / w, ih / h], np.float32)
     box = np.array([0, 0, iw, ih], dtype=np.float32)
-    return AnalyzedFace(box, 1.0, points, embedding=emb)
+    return crop, AnalyzedFace(box, 1.0, points)
+
+
+def chosen_faces(faces: list, all_faces: bool = False) -> list:
+    """Every face, or only the largest (box area; in a portrait, the subject)."""
+    if all_faces or not faces:
+        return list(faces)
+    return [max(faces, key=lambda f: f.width * f.height)]
 
 
 def faces_in(analyzer, img: np.ndarray, aligned: bool = False, all_faces: bool = False) -> list:
     """Faces of one RGB image with embeddings: every face, or only the largest (default)."""
     if aligned:
-        return [_aligned_face(analyzer, img)]
-    faces = analyzer.detect(img)
+        crop, face = aligned_crop(analyzer, img)
+        face.embedding = analyzer.embed_crops(crop[None])[0]
+        return [face]
+    faces = chosen_faces(analyzer.detect(img), all_faces)
     if not faces:
         return []
-    if not all_faces:
-        faces = [max(faces, key=lambda f: f.width * f.height)]
     crops = np.stack([analyzer.align(img, f) for f in faces])
     for f, e in zip(faces, analyzer.embed_crops(crops)):
         f.embedding = e
@@ -102,11 +110,17 @@ def _face_record(face, **extra) -> dict:
 
 
 def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLike, all_faces: bool = False,
-                aligned: bool = False, detector: str = "retinaface", device: str = "cpu") -> dict:
+                aligned: bool = False, detector: str = "retinaface", device: str = "cpu",
+                workers: int = 1, batch: int = 32) -> dict:
     """Embed the faces of image files into ``out`` (.npz): ``embeddings`` [N, D] (L2-normalised),
     ``files``, ``face`` (index within its image), ``boxes`` [N, 4], ``points`` [N, 5, 2], ``scores``,
-    ``model_id``. Unreadable images and images without a face are skipped and counted."""
+    ``model_id``. Unreadable images and images without a face are skipped and counted.
+
+    ``batch`` images are detected together and their faces embedded in one batch; ``workers``
+    processes (0: one per core) each run their own detector and model, with the cores shared out
+    as intra-op threads."""
     from faceforge.atomic import atomic_open
+    from faceforge.deploy.batch import faces_of_files
 
     if not paths:
         raise UserError("embed: no image given")
@@ -119,18 +133,18 @@ def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLik
     analyzer = load_analyzer(model, detector, device)
     rows, files, index, boxes, points, scores = [], [], [], [], [], []
     not_images, no_face = [], []
-    for p in paths:
-        try:
-            img = read_image_file(p)
-        except UserError:
-            not_images.append(str(p))
-            continue
-        faces = faces_in(analyzer, img, aligned, all_faces)
-        if not faces:
-            no_face.append(str(p))
+    one_process = int(workers) == 1 or not isinstance(model, (str, os.PathLike))
+    found = faces_of_files(list(paths), model, analyzer=analyzer if one_process else None, detector=detector,
+                           device=device, aligned=aligned, all_faces=all_faces,
+                           workers=1 if one_process else workers, chunk=batch)
+    for p, status, faces in found:
+        if status == "not_image":
+            not_images.append(p)
+        elif status == "no_face":
+            no_face.append(p)
         for j, f in enumerate(faces):
             rows.append(f.embedding)
-            files.append(str(p))
+            files.append(p)
             index.append(j)
             boxes.append(f.box)
             points.append(f.landmarks)

@@ -68,7 +68,8 @@ class OnnxEmbedder(Embedder):
             self.card = explicit
         else:
             self.card = card_from_onnx(self.path, model)
-        self.session = make_session(model_bytes if model_bytes is not None else self.path, device, threads)
+        self._source, self._device = (model_bytes if model_bytes is not None else self.path), device
+        self.session = make_session(self._source, device, threads)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_name = self.session.get_outputs()[0].name
@@ -77,6 +78,10 @@ class OnnxEmbedder(Embedder):
         self.meta = self.card.embedder_meta(self.card.name or self.path.stem)
         self._model_id = self.card.model_id
         self.providers = self.session.get_providers()
+
+    def set_threads(self, threads: int) -> None:
+        """Rebuild the session with ``threads`` intra-op threads (one per worker process of a pool)."""
+        self.session = make_session(self._source, self._device, threads)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         if self.fp16_input:
