@@ -38,11 +38,27 @@ def _measure(label: str, n: int, fn) -> None:
     print(f"| {label} | {n} | {wall:.1f} | {cpu:.1f} | {n / wall:.1f} | {n / cpu:.1f} |", flush=True)
 
 
+def _steady(files: list[str], model: str, workers: int) -> None:
+    """Images/s after the first chunk is back, i.e. without the workers' start-up (model loading)."""
+    from faceforge.deploy.batch import CHUNK, faces_of_files
+
+    t0 = time.perf_counter()
+    first = None
+    for k, _ in enumerate(faces_of_files(files, model, workers=workers)):
+        if k == CHUNK - 1:
+            first = time.perf_counter()
+    done = time.perf_counter()
+    n = len(files) - CHUNK
+    print(f"| embed, {workers} worker(s), steady state after the first chunk "
+          f"(start-up {first - t0:.1f} s) | {n} | {done - first:.1f} | - | {n / (done - first):.1f} | - |",
+          flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=400)
     ap.add_argument("--workers", default="1,2")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: align, embed, batch1")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: align, embed, steady, batch1")
     args = ap.parse_args()
 
     import torch
@@ -88,6 +104,8 @@ def main() -> None:
             if "embed" not in skip and workers == 1:
                 _measure("embed, 1 worker, 1 thread (baseline for scaling), batch 32", n,
                          lambda: embed_files(files, one_thread, td / "e1t1.npz"))
+            if "steady" not in skip:
+                _steady(files, onnx, workers)
             if "batch1" not in skip and workers == 1:
                 _measure("embed, 1 worker, batch 1 (one image at a time)", n,
                          lambda: embed_files(files, onnx, td / "e1b1.npz", batch=1))
