@@ -10,7 +10,8 @@ initialised checkpoint exported with faceforge's export_onnx: speed does not dep
 32 images per chunk, the chosen faces of a chunk embedded in one batch; ``embed batch 1`` is the
 former one-image-at-a-time path (chunk 1) for comparison. Intra-op threads follow the workers
 (cores // workers): 1 worker runs ONNX Runtime on every core, so a 1-thread single process is
-measured too as the baseline that 2 workers should double. Wall time and the CPU seconds of the
+measured too as the baseline that 2 workers should double. ``steady`` rows time the embedding
+after the first chunk is back, without the workers' start-up. Wall time and the CPU seconds of the
 process and its workers are both printed: on a shared machine wall time depends on what else runs.
 """
 

@@ -83,6 +83,18 @@ def test_worker_code_path_in_process(work):
     _same(got, _summary(batch.faces_of_chunk(load_analyzer(model), files)))
 
 
+def test_worker_that_cannot_load_fails_its_tasks(tmp_path):
+    from faceforge.deploy import batch
+    from faceforge.errors import UserError
+
+    batch._init_worker(str(tmp_path / "missing.onnx"), "retinaface", "cpu", 2, False, False)
+    try:
+        with pytest.raises(UserError, match="not found"):
+            batch._run_chunk(["a.jpg"])
+    finally:
+        batch._STATE.clear()
+
+
 def test_threads_per_worker_shares_the_cores():
     from faceforge.deploy.batch import threads_per_worker
 

@@ -26,7 +26,16 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, int(workers)))
 
 
-def _init_worker(model, detector: str, device: str, workers: int, aligned: bool, all_faces: bool) -> None:
+def _init_worker(*args) -> None:
+    """Load the worker's analyzer; a failure is kept and raised by its first task (a Pool whose
+    initializer raises would start replacement workers forever)."""
+    try:
+        _load_worker(*args)
+    except Exception as e:  # re-raised by _run_chunk, so the parent's imap gets it
+        _STATE["error"] = e
+
+
+def _load_worker(model, detector: str, device: str, workers: int, aligned: bool, all_faces: bool) -> None:
     import cv2
     import torch
 
@@ -80,6 +89,8 @@ def faces_of_chunk(analyzer, paths: Sequence[str], aligned: bool = False,
 
 
 def _run_chunk(paths: list[str]) -> list[tuple[str, str, list]]:
+    if "error" in _STATE:
+        raise _STATE["error"]
     return faces_of_chunk(_STATE["analyzer"], paths, _STATE["aligned"], _STATE["all_faces"])
 
 
