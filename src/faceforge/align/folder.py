@@ -34,6 +34,7 @@ REPORT_NAME = "align_report.csv"
 SUMMARY_NAME = "align_summary.json"
 JOURNAL_NAME = ".align_journal.jsonl"
 SAVE_EVERY = 200  # images between rewrites of the report and summary during a run
+DETECT_BATCH = 8  # images a worker reads and detects together (equal sizes share one forward pass)
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -95,18 +96,33 @@ def _encode(path: Path, rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _align_one(task: tuple[str, str, str]) -> tuple[str, str, int, str, int]:
-    """(relative source path, status, faces found, detail, crops written) for one image."""
-    from faceforge.align.transform import DegeneratePoints, warp_face
-    from faceforge.atomic import atomic_write_bytes
+def _aligned_chunk(tasks: list[tuple[str, str, str]]):
+    """:func:`_align_one` for several images, detected in one batch where their sizes allow; yields
+    each image's result as soon as its crops are written (the journal records it at once)."""
     from faceforge.io.images import CorruptImage, read_image
 
+    images, failed = {}, {}
+    for k, (rel, src, _) in enumerate(tasks):
+        try:
+            images[k] = read_image(src)
+        except CorruptImage as e:
+            failed[k] = (rel, "corrupt", 0, str(e), 0)
+    found = dict(zip(images, _STATE["detector"].detect_batch(list(images.values()))))
+    for k, task in enumerate(tasks):
+        yield failed[k] if k in failed else _align_one(task, images[k], found[k])
+
+
+def _align_chunk(tasks: list[tuple[str, str, str]]) -> list[tuple[str, str, int, str, int]]:
+    """A worker process's task: the results of a whole chunk."""
+    return list(_aligned_chunk(tasks))
+
+
+def _align_one(task: tuple[str, str, str], img: np.ndarray, faces: list) -> tuple[str, str, int, str, int]:
+    """(relative source path, status, faces found, detail, crops written) for one detected image."""
+    from faceforge.align.transform import DegeneratePoints, warp_face
+    from faceforge.atomic import atomic_write_bytes
+
     rel, src, out_dir = task
-    try:
-        img = read_image(src)
-    except CorruptImage as e:
-        return rel, "corrupt", 0, str(e), 0
-    faces = _STATE["detector"].detect(img)
     if not faces and _STATE.get("fallback_detector") is not None:
         faces = _STATE["fallback_detector"].detect(img)
         status_if_found = f"fallback_{_STATE['fallback']}"
@@ -298,17 +314,20 @@ def align_folder(
         if tasks:
             dst_path.mkdir(parents=True, exist_ok=True)
             workers = min(int(workers), len(tasks))
+            chunks = [tasks[i : i + DETECT_BATCH] for i in range(0, len(tasks), DETECT_BATCH)]
             if workers == 1:
                 _init_worker(*init_args)
-                for task in tasks:
-                    finished(_align_one(task))
+                for chunk in chunks:
+                    for result in _aligned_chunk(chunk):
+                        finished(result)
             else:
                 import multiprocessing as mp
 
                 ctx = mp.get_context("spawn")  # no onnxruntime/OpenCV state is inherited through fork
                 with ctx.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
-                    for result in pool.imap_unordered(_align_one, tasks, chunksize=4):
-                        finished(result)
+                    for done in pool.imap_unordered(_align_chunk, chunks):
+                        for result in done:
+                            finished(result)
     finally:
         journal.close()
     counts = counts_so_far()

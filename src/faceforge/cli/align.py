@@ -34,7 +34,8 @@ def _literal(text: str):
 def _detector_options(p) -> None:
     p.add_argument("--detector", default="retinaface", help=DETECTOR_HELP)
     p.add_argument("--det-set", dest="det_options", action="append", default=[], metavar="KEY=VALUE",
-                   help="detector option, e.g. score_threshold=0.9 or thresholds=0.6,0.7,0.9 (repeatable)")
+                   help="detector option, e.g. det_size=960 (long side detected at; full = no resize; "
+                   "retinaface default 640), score_threshold=0.9 or thresholds=0.6,0.7,0.9 (repeatable)")
 
 
 def add_commands(sub) -> None:

@@ -61,6 +61,10 @@ def add_commands(sub) -> None:
     p.add_argument("--all-faces", action="store_true", help="every face (default: --multi's)")
     model_options(p)
     aligned_option(p)
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes, each with its own detector and model; 0 = one per CPU core (default 1)")
+    p.add_argument("--batch", type=int, default=32,
+                   help="images detected together, their faces embedded in one batch (default 32)")
     p.set_defaults(func=run_embed)
 
     p = sub.add_parser("verify", help="are two images the same person?",
@@ -91,8 +95,11 @@ def run_embed(args) -> int:
     from faceforge.deploy.commands import embed_files
     from faceforge.io.progress import progress_callback
 
-    r = embed_files(args.paths, analyzer_from_args(args), args.out, all_faces=args.all_faces,
-                    aligned=args.aligned, progress=progress_callback("embed", not args.quiet))
+    # one process: the analyzer carries --card and --multi; workers each load their own from the file
+    model = analyzer_from_args(args) if args.workers == 1 else args.model
+    r = embed_files(args.paths, model, args.out, all_faces=args.all_faces, aligned=args.aligned,
+                    detector=args.detector, device=args.device, workers=args.workers, batch=args.batch,
+                    card=args.card, multi=args.multi, progress=progress_callback("embed", not args.quiet))
     print(f"{r['faces']} faces from {r['images']} images -> {r['out']} (dim {r['dim']}); "
           f"skipped: {len(r['not_images'])} not images, {len(r['no_face'])} without a face")
     for f in r["not_images"]:

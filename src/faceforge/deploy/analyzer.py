@@ -149,6 +149,11 @@ class FaceAnalyzer:
         faces = self.detector.detect(load_image(img))
         return [AnalyzedFace(f.box, f.score, f.landmarks) for f in faces]
 
+    def detect_batch(self, images: list) -> list[list[AnalyzedFace]]:
+        """:meth:`detect` for several images; equal-size images go through the detector together."""
+        found = self.detector.detect_batch([load_image(img) for img in images])
+        return [[AnalyzedFace(f.box, f.score, f.landmarks) for f in faces] for faces in found]
+
     def align(self, img, face: Face) -> np.ndarray:
         """The crop of ``face`` the model takes: its template at its input size (H x W x 3 RGB uint8)."""
         img = load_image(img)

@@ -60,35 +60,37 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
 
 
 def aligned_crop(analyzer, img: np.ndarray):
-    """The whole image as one face (an aligned crop): box = the image, landmarks = the template;
-    and the crop fitted to the model's input."""
+    """The whole image as one aligned face: (the crop the model takes, the face without embedding:
+    box = the image, landmarks = the template scaled to it)."""
     from faceforge.align.transform import fit_to_input
     from faceforge.deploy.analyzer import AnalyzedFace
 
     card = analyzer.card
     h, w = (int(v) for v in card.input_size)
-    crop = fit_to_input(img, (h, w), getattr(analyzer.embedder.meta, "template", "arcface"))
+    template = getattr(analyzer.embedder.meta, "template", "arcface")
+    crop = np.ascontiguousarray(fit_to_input(img, (h, w), template))
     ih, iw = img.shape[:2]
     points = np.asarray(card.template_points(), dtype=np.float32) * np.array([iw / w, ih / h], np.float32)
     box = np.array([0, 0, iw, ih], dtype=np.float32)
-    return AnalyzedFace(box, 1.0, points), np.ascontiguousarray(crop)
+    return crop, AnalyzedFace(box, 1.0, points)
 
 
-def _aligned_face(analyzer, img: np.ndarray):
-    face, crop = aligned_crop(analyzer, img)
-    face.embedding = analyzer.embed_crops(crop[None])[0]
-    return face
+def chosen_faces(analyzer, faces: list, shape: tuple[int, ...], all_faces: bool = False) -> list:
+    """Every face, or the one the analyzer's multi-face rule picks (:mod:`faceforge.align.select`)."""
+    from faceforge.align.select import pick_faces
+
+    rule = "all" if all_faces else getattr(analyzer, "multi", "largest_center")
+    return pick_faces(faces, shape, rule)
 
 
 def faces_in(analyzer, img: np.ndarray, aligned: bool = False, all_faces: bool = False) -> list:
     """Faces of one RGB image with embeddings: every face, or the one the analyzer's ``multi`` rule
     picks (default)."""
-    from faceforge.align.select import pick_faces
-
     if aligned:
-        return [_aligned_face(analyzer, img)]
-    rule = "all" if all_faces else getattr(analyzer, "multi", "largest_center")
-    faces = pick_faces(analyzer.detect(img), img.shape, rule)
+        crop, face = aligned_crop(analyzer, img)
+        face.embedding = analyzer.embed_crops(crop[None])[0]
+        return [face]
+    faces = chosen_faces(analyzer, analyzer.detect(img), img.shape, all_faces)
     if not faces:
         return []
     crops = np.stack([analyzer.align(img, f) for f in faces])
@@ -149,14 +151,20 @@ def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
 
 def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLike, all_faces: bool = False,
                 aligned: bool = False, detector: str = "retinaface", device: str = "cpu",
-                progress=None) -> dict:
+                progress=None, workers: int = 1, batch: int = 32, card=None,
+                multi: str = "largest_center") -> dict:
     """Embed the faces of images into ``out`` (.npz): ``embeddings`` [N, D] (L2-normalised),
     ``files``, ``face`` (index within its image), ``boxes`` [N, 4], ``points`` [N, 5, 2], ``scores``,
     ``model_id``, ``flip``. ``paths`` may name images, folders, list files and pair sources
     (:func:`expand_sources`). Unreadable images and images without a face are skipped and counted;
     with ``aligned``, images not at an aligned crop's size are listed in ``unaligned`` (they are
-    resized whole); ``progress(done, total)`` is called after each image."""
+    resized whole); ``progress(done, total)`` is called after each image.
+
+    ``batch`` images are detected together and their faces embedded in one batch; ``workers``
+    processes (0: one per core) each run their own detector and model (``model`` must then be a
+    file; ``card`` and ``multi`` go with it), with the cores shared out as intra-op threads."""
     from faceforge.atomic import atomic_open
+    from faceforge.deploy.batch import faces_of_files
 
     out = Path(out)
     if out.suffix.lower() != ".npz":
@@ -164,27 +172,28 @@ def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLik
     paths = expand_sources(paths)
     if not paths:
         raise UserError("embed: no image given")
-    analyzer = load_analyzer(model, detector, device)
+    analyzer = load_analyzer(model, detector, device, card=card, multi=multi)
     from faceforge.embed.extract import looks_aligned
 
     rows, files, index, boxes, points, scores = [], [], [], [], [], []
     not_images, no_face, unaligned = [], [], []
-    for done, p in enumerate(paths, 1):
+    one_process = int(workers) == 1 or not isinstance(model, (str, os.PathLike))
+    found = faces_of_files(list(map(str, paths)), model, analyzer=analyzer if one_process else None,
+                           detector=detector, device=device, aligned=aligned, all_faces=all_faces,
+                           workers=1 if one_process else workers, chunk=batch, card=card, multi=multi)
+    for done, (p, status, faces, shape) in enumerate(found, 1):
         if progress:
             progress(done, len(paths))
-        try:
-            img = read_image_file(p)
-        except UserError:
-            not_images.append(str(p))
+        if status == "not_image":
+            not_images.append(p)
             continue
-        if aligned and not looks_aligned(img.shape, analyzer.card.input_size):
-            unaligned.append(f"{p} ({img.shape[0]}x{img.shape[1]})")
-        faces = faces_in(analyzer, img, aligned, all_faces)
-        if not faces:
-            no_face.append(str(p))
+        if aligned and not looks_aligned(shape, analyzer.card.input_size):
+            unaligned.append(f"{p} ({shape[0]}x{shape[1]})")
+        if status == "no_face":
+            no_face.append(p)
         for j, f in enumerate(faces):
             rows.append(f.embedding)
-            files.append(str(p))
+            files.append(p)
             index.append(j)
             boxes.append(f.box)
             points.append(f.landmarks)

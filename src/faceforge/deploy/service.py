@@ -191,7 +191,7 @@ class FaceService:
             except CorruptImage:
                 raise ApiError(415, "not_an_image", f"{where}: cannot be decoded") from None
             if aligned:
-                face, crop = aligned_crop(self.analyzer, img)
+                crop, face = aligned_crop(self.analyzer, img)
                 return [face], crop[None]
             faces = self.analyzer.detect(img)
             if not faces:

