@@ -46,6 +46,22 @@ def add_commands(sub) -> None:
     c.add_argument("--margin", type=float, default=0.1, help="allowed distance outside the crop (fraction)")
     c.set_defaults(func=run_clean)
 
+    lb = g.add_parser("label", help="label real faces with a teacher (dlib's 68-point predictor)",
+                      description="Detect faces in SRC (an image or a folder tree; identity = folder) with "
+                      "faceforge's detector, run the teacher on each box and write a label file (88 "
+                      "points derived from the 68, the raw 68, box and provenance) plus OUT.json.")
+    lb.add_argument("src", metavar="SRC")
+    lb.add_argument("out", metavar="OUT.csv")
+    lb.add_argument("--teacher", default="dlib68", help="teacher: dlib68 (needs faceforge[dlib])")
+    lb.add_argument("--detector", default="retinaface", help="face detector: retinaface (default) or mtcnn")
+    lb.add_argument("--min-size", type=float, default=40.0, help="skip faces whose box is lower (px)")
+    lb.add_argument("--agree", type=float, default=0.35,
+                    help="drop faces whose teacher eyes/mouth are further than this x the eye distance "
+                    "from the detector's 5 points")
+    lb.add_argument("--limit", type=int, default=0, help="label only the first N images (0 = all)")
+    lb.add_argument("--quiet", action="store_true", help="no progress bar")
+    lb.set_defaults(func=run_label)
+
     x = g.add_parser("export", help="export a landmark model to ONNX (dynamic batch) with a parity check")
     x.add_argument("model", metavar="CKPT")
     x.add_argument("out", metavar="OUT.onnx")
@@ -106,6 +122,15 @@ def run_clean(args) -> int:
     if args.report:
         atomic_write_text(args.report, json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "examples"}))
+    return 0
+
+
+def run_label(args) -> int:
+    from faceforge.landmarks.teacher import label_images
+
+    res = label_images(args.src, args.out, args.teacher, args.detector, args.min_size, args.agree,
+                       args.limit, progress=not args.quiet)
+    print(json.dumps({k: v for k, v in res.items() if k != "box_rule"}))
     return 0
 
 
