@@ -30,9 +30,12 @@ class AnalyzedFace(Face):
     """A detected face (box, score, 5 landmarks) and, after :meth:`FaceAnalyzer.embed`, its embedding."""
 
     embedding: np.ndarray | None = None  # (D,) float32, L2-normalised
+    points: np.ndarray | None = None  # (88, 2) landmarks when the analyzer has landmarks=...
 
     def to_dict(self) -> dict:
         d = super().to_dict()
+        if self.points is not None:
+            d["points"] = [[round(float(x), 2), round(float(y), 2)] for x, y in self.points]
         if self.embedding is not None:
             d["embedding"] = [round(float(v), 6) for v in self.embedding]
         return d
@@ -63,7 +66,9 @@ def _is_torchscript(path: Path) -> bool:
 
 class FaceAnalyzer:
     def __init__(self, model, detector: str = "retinaface", device: str = "cpu", backend: str = "auto",
-                 card=None, threshold: float | None = None, **detector_options):
+                 card=None, threshold: float | None = None, landmarks=False, **detector_options):
+        """``landmarks``: True (the model shipped with faceforge) or a landmark checkpoint/.onnx puts
+        88 points on every detected face (``face.points``)."""
         if backend not in BACKENDS:
             raise UserError(f"backend '{backend}': expected one of {', '.join(BACKENDS)}")
         from faceforge.align.detectors import get_detector
@@ -75,6 +80,12 @@ class FaceAnalyzer:
         if self.card is None:
             raise UserError(f"model {model}: no card describes its input")
         self.detector = get_detector(detector, **detector_options)
+        self.landmarker = None
+        if landmarks:
+            from faceforge.landmarks.predict import FaceLandmarker, LandmarkPredictor
+
+            spec = None if landmarks is True else landmarks
+            self.landmarker = FaceLandmarker(LandmarkPredictor.load(spec), detector_object=self.detector)
         self.threshold = threshold
         if self.threshold is None and self.card.threshold is not None:
             self.threshold = float(self.card.threshold)
@@ -139,8 +150,12 @@ class FaceAnalyzer:
 
     def detect(self, img) -> list[AnalyzedFace]:
         """Faces in ``img`` (path or RGB array), most confident first."""
-        faces = self.detector.detect(load_image(img))
-        return [AnalyzedFace(f.box, f.score, f.landmarks) for f in faces]
+        img = load_image(img)
+        faces = [AnalyzedFace(f.box, f.score, f.landmarks) for f in self.detector.detect(img)]
+        if self.landmarker is not None and faces:
+            for f, p in zip(faces, self.landmarker.points_for(img, [f.box for f in faces])):
+                f.points = p
+        return faces
 
     def align(self, img, face: Face) -> np.ndarray:
         """The crop of ``face`` the model takes: its template at its input size (H x W x 3 RGB uint8)."""

@@ -178,3 +178,24 @@ def read_points68(path: str | Path) -> np.ndarray:
                         "'faceforge landmarks label'")
     idx = [cols[c] for c in header68()]
     return np.array([[float(r[i]) for i in idx] for r in rows[1:]], np.float64).reshape(-1, 68, 2)
+
+
+def split_by_identity(path: str | Path, train_out: str | Path, test_out: str | Path, every: int = 6) -> dict:
+    """Identity-disjoint split of a label file: every ``every``-th identity (sorted names, starting with
+    the first) goes to ``test_out``, the rest to ``train_out``; rows keep all their columns."""
+    from faceforge.atomic import atomic_write_text
+
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    col = rows[0].index("identity")
+    names = sorted({r[col] for r in rows[1:]})
+    held = set(names[::every])
+    parts: dict[str, list] = {"train": [], "test": []}
+    for r in rows[1:]:
+        parts["test" if r[col] in held else "train"].append(r)
+    for name, dest in (("train", train_out), ("test", test_out)):
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([rows[0]] + parts[name])
+        atomic_write_text(dest, buf.getvalue())
+    return {"identities": len(names), "test_identities": len(held), "train_rows": len(parts["train"]),
+            "test_rows": len(parts["test"])}
