@@ -50,14 +50,15 @@ def main() -> None:
     teacher = Dlib68()
     boxes = [[f.box for f in det.detect(img)] for img in images]
     faces = sum(len(b) for b in boxes)
-    t = {k: [0.0, 0.0] for k in ("detector", "faceforge", "dlib68", "detector+faceforge")}
+    stages = {"detector": lambda img, bx: det.detect(img),
+              "faceforge": lambda img, bx: lm.points_for(img, bx),
+              "dlib68": lambda img, bx: [teacher.points(img, b) for b in bx],
+              "detector+faceforge": lambda img, bx: lm(img)}
+    t = {k: [0.0, 0.0] for k in stages}
     for _ in range(args.rounds):
         for img, bx in zip(images, boxes):
-            for key, fn in (("detector", lambda: det.detect(img)),
-                            ("faceforge", lambda: lm.points_for(img, bx)),
-                            ("dlib68", lambda: [teacher.points(img, b) for b in bx]),
-                            ("detector+faceforge", lambda: lm(img))):
-                _, w, c = timed(fn)
+            for key, fn in stages.items():
+                _, w, c = timed(fn, img, bx)
                 t[key][0] += w
                 t[key][1] += c
     n_img, n_face = len(images) * args.rounds, faces * args.rounds

@@ -17,7 +17,6 @@ import numpy as np
 from faceforge.landmarks import crop as C
 from faceforge.landmarks.samples import normalise_image
 
-
 # Detector boxes vs the labelled boxes the model trains on (landmark extent up to mid-forehead),
 # measured on 40 synthetic wild faces (docs/landmarks.md): RetinaFace's box centre sits 0.07 box
 # sides higher and its side is 1.06x longer (MTCNN: 0.075 and 1.04x). ``FaceLandmarker`` moves the
