@@ -1,4 +1,4 @@
-"""``faceforge landmarks train|eval|draw|clean|export``: 88-point facial landmarks."""
+"""``faceforge landmarks label|train|eval|draw|clean|export``: 88-point facial landmarks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from faceforge.cli._common import add_config_options, add_group
 
 
 def add_commands(sub) -> None:
-    g = add_group(sub, "landmarks", "88-point facial landmarks: train, evaluate, draw, clean labels, export")
+    g = add_group(sub, "landmarks",
+                  "88-point facial landmarks: label with a teacher, train, evaluate, draw, clean, export")
 
     p = g.add_parser("train", help="train a landmark regressor from a YAML config",
                      description="Train an 88-point landmark regressor "
