@@ -65,9 +65,10 @@ def add_commands(sub) -> None:
                    "the largest, none, or all (the same rule as embed/verify/identify and the SDK)")
     p.add_argument("--border", default="constant", choices=["constant", "replicate"],
                    help="fill outside the photo: black (default, as InsightFace) or replicated edge")
-    p.add_argument("--landmarks", metavar="CKPT", default=None,
-                   help="88-point landmark checkpoint: align with the 5 points derived from its 88 "
-                   "(the detector only gives the box)")
+    p.add_argument("--landmarks", metavar="CKPT", nargs="?", const="builtin", default=None,
+                   help="refine the 5 points with 88 landmarks (eye centres from the eye contours, nose "
+                   "tip, mouth corners; the detector only gives the box): alone or 'builtin' = the model "
+                   "shipped with faceforge, else a landmark checkpoint or .onnx")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_align)
 

@@ -1,4 +1,4 @@
-"""``faceforge landmarks train|eval|draw|clean|export``: 88-point facial landmarks."""
+"""``faceforge landmarks label|train|eval|draw|clean|export``: 88-point facial landmarks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from faceforge.cli._common import add_config_options, add_group, bounded
 
 
 def add_commands(sub) -> None:
-    g = add_group(sub, "landmarks", "88-point facial landmarks: train, evaluate, draw, clean labels, export")
+    g = add_group(sub, "landmarks",
+                  "88-point facial landmarks: label with a teacher, train, evaluate, draw, clean, export")
 
     p = g.add_parser("train", help="train a landmark regressor from a YAML config",
                      description="Train an 88-point landmark regressor "
@@ -31,7 +32,9 @@ def add_commands(sub) -> None:
                      description="Detect faces, predict 88 points and draw them. Videos (.mp4/.avi/...) "
                      "are processed frame by frame into an MP4 (mp4v).")
     d.add_argument("input", metavar="IMAGE|VIDEO")
-    d.add_argument("--model", required=True, metavar="CKPT", help="landmark checkpoint or exported .onnx")
+    d.add_argument("--model", default="builtin", metavar="CKPT",
+                   help="landmark checkpoint or exported .onnx; default: the model shipped with faceforge "
+                   "(88 points learned from dlib's 68 on real faces)")
     d.add_argument("--out", required=True, metavar="OUT", help="output image, or .mp4 for a video")
     d.add_argument("--detector", default="retinaface", help="face detector: retinaface (default) or mtcnn")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -46,6 +49,22 @@ def add_commands(sub) -> None:
     c.add_argument("--margin", type=bounded(float, 0), default=0.1,
                    help="allowed distance outside the crop (fraction)")
     c.set_defaults(func=run_clean)
+
+    lb = g.add_parser("label", help="label real faces with a teacher (dlib's 68-point predictor)",
+                      description="Detect faces in SRC (an image or a folder tree; identity = folder) with "
+                      "faceforge's detector, run the teacher on each box and write a label file (88 "
+                      "points derived from the 68, the raw 68, box and provenance) plus OUT.json.")
+    lb.add_argument("src", metavar="SRC")
+    lb.add_argument("out", metavar="OUT.csv")
+    lb.add_argument("--teacher", default="dlib68", help="teacher: dlib68 (needs faceforge[dlib])")
+    lb.add_argument("--detector", default="retinaface", help="face detector: retinaface (default) or mtcnn")
+    lb.add_argument("--min-size", type=float, default=40.0, help="skip faces whose box is lower (px)")
+    lb.add_argument("--agree", type=float, default=0.35,
+                    help="drop faces whose teacher eyes/mouth are further than this x the eye distance "
+                    "from the detector's 5 points")
+    lb.add_argument("--limit", type=int, default=0, help="label only the first N images (0 = all)")
+    lb.add_argument("--quiet", action="store_true", help="no progress bar")
+    lb.set_defaults(func=run_label)
 
     x = g.add_parser("export", help="export a landmark model to ONNX (dynamic batch) with a parity check")
     x.add_argument("model", metavar="CKPT")
@@ -79,8 +98,7 @@ def run_draw(args) -> int:
     from faceforge.landmarks.draw import draw_file
     from faceforge.landmarks.predict import FaceLandmarker, LandmarkPredictor
 
-    pred = (LandmarkPredictor.from_onnx(args.model) if args.model.endswith(".onnx")
-            else LandmarkPredictor.from_checkpoint(args.model))
+    pred = LandmarkPredictor.load(args.model)
     res = draw_file(args.input, args.out, FaceLandmarker(pred, args.detector), progress=not args.quiet)
     res.pop("landmarks", None)
     print(json.dumps(res))
@@ -107,6 +125,15 @@ def run_clean(args) -> int:
     if args.report:
         atomic_write_text(args.report, json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "examples"}))
+    return 0
+
+
+def run_label(args) -> int:
+    from faceforge.landmarks.teacher import label_images
+
+    res = label_images(args.src, args.out, args.teacher, args.detector, args.min_size, args.agree,
+                       args.limit, progress=not args.quiet)
+    print(json.dumps({k: v for k, v in res.items() if k != "box_rule"}))
     return 0
 
 

@@ -30,9 +30,12 @@ class AnalyzedFace(Face):
     """A detected face (box, score, 5 landmarks) and, after :meth:`FaceAnalyzer.embed`, its embedding."""
 
     embedding: np.ndarray | None = None  # (D,) float32, L2-normalised
+    points: np.ndarray | None = None  # (88, 2) landmarks when the analyzer has landmarks=...
 
     def to_dict(self) -> dict:
         d = super().to_dict()
+        if self.points is not None:
+            d["points"] = [[round(float(x), 2), round(float(y), 2)] for x, y in self.points]
         if self.embedding is not None:
             d["embedding"] = [round(float(v), 6) for v in self.embedding]
         return d
@@ -64,7 +67,9 @@ def _is_torchscript(path: Path) -> bool:
 class FaceAnalyzer:
     def __init__(self, model, detector: str = "retinaface", device: str = "cpu", backend: str = "auto",
                  card=None, threshold: float | None = None, multi: str = "largest_center",
-                 **detector_options):
+                 landmarks=False, **detector_options):
+        """``landmarks``: True (the model shipped with faceforge) or a landmark checkpoint/.onnx puts
+        88 points on every detected face (``face.points``)."""
         if backend not in BACKENDS:
             raise UserError(f"backend '{backend}': expected one of {', '.join(BACKENDS)}")
         from faceforge.align.detectors import get_detector
@@ -79,6 +84,12 @@ class FaceAnalyzer:
         if self.card is None:
             raise UserError(f"model {model}: no card describes its input")
         self.detector = get_detector(detector, **detector_options)
+        self.landmarker = None
+        if landmarks:
+            from faceforge.landmarks.predict import FaceLandmarker, LandmarkPredictor
+
+            spec = None if landmarks is True else landmarks
+            self.landmarker = FaceLandmarker(LandmarkPredictor.load(spec), detector_object=self.detector)
         self.threshold = threshold
         if self.threshold is None and self.card.threshold is not None:
             self.threshold = float(self.card.threshold)
@@ -146,13 +157,19 @@ class FaceAnalyzer:
 
     def detect(self, img) -> list[AnalyzedFace]:
         """Faces in ``img`` (path or RGB array), most confident first."""
-        faces = self.detector.detect(load_image(img))
-        return [AnalyzedFace(f.box, f.score, f.landmarks) for f in faces]
+        return self.detect_batch([img])[0]
 
     def detect_batch(self, images: list) -> list[list[AnalyzedFace]]:
         """:meth:`detect` for several images; equal-size images go through the detector together."""
-        found = self.detector.detect_batch([load_image(img) for img in images])
-        return [[AnalyzedFace(f.box, f.score, f.landmarks) for f in faces] for faces in found]
+        images = [load_image(img) for img in images]
+        out = []
+        for img, found in zip(images, self.detector.detect_batch(images)):
+            faces = [AnalyzedFace(f.box, f.score, f.landmarks) for f in found]
+            if self.landmarker is not None and faces:
+                for f, p in zip(faces, self.landmarker.points_for(img, [f.box for f in faces])):
+                    f.points = p
+            out.append(faces)
+        return out
 
     def align(self, img, face: Face) -> np.ndarray:
         """The crop of ``face`` the model takes: its template at its input size (H x W x 3 RGB uint8)."""

@@ -21,11 +21,17 @@ from faceforge.data.synthetic import NUM_LANDMARKS
 from faceforge.errors import UserError
 
 DEFAULT_BACKBONE = "mobilenet_v1_shallow"
+# How a detector box is moved before cropping (``predict.adjust_box``): down by ``box_shift`` sides and
+# scaled by ``box_scale``. The defaults are the synthetic-label calibration (labelled boxes are the
+# landmark extent); a model trained on detector boxes (``landmarks label``) records 0 and 1.
+SYNTHETIC_BOX_SHIFT, SYNTHETIC_BOX_SCALE = 0.07, 1 / 1.05
 
 
 class LandmarkNet(nn.Module):
-    def __init__(self, backbone: nn.Module, crop_scale: float = 1.25, num_points: int = NUM_LANDMARKS):
+    def __init__(self, backbone: nn.Module, crop_scale: float = 1.25, num_points: int = NUM_LANDMARKS,
+                 box_shift: float = SYNTHETIC_BOX_SHIFT, box_scale: float = SYNTHETIC_BOX_SCALE):
         super().__init__()
+        self.box_shift, self.box_scale = float(box_shift), float(box_scale)
         self.backbone = backbone
         self.num_points = num_points
         meta = getattr(backbone, "meta", {})
@@ -41,10 +47,12 @@ class LandmarkNet(nn.Module):
 
     def record(self) -> dict:
         return {"num_points": self.num_points, "input_size": self.input_size, "crop_scale": self.crop_scale,
-                "coords": "normalised", "mean": self.mean, "std": self.std}
+                "coords": "normalised", "mean": self.mean, "std": self.std,
+                "box_shift": self.box_shift, "box_scale": self.box_scale}
 
 
 def build_landmark_model(backbone: str = DEFAULT_BACKBONE, input_size: int = 160, crop_scale: float = 1.25,
+                         box_shift: float = SYNTHETIC_BOX_SHIFT, box_scale: float = SYNTHETIC_BOX_SCALE,
                          **options) -> LandmarkNet:
     """A fresh regressor; ``input_size`` reaches backbones that take one, others keep their own."""
     from faceforge.models import build_backbone
@@ -58,7 +66,7 @@ def build_landmark_model(backbone: str = DEFAULT_BACKBONE, input_size: int = 160
     if isinstance(fc, nn.Linear):  # start at the crop centre with small outputs
         nn.init.normal_(fc.weight, std=1e-3)
         nn.init.zeros_(fc.bias)
-    return LandmarkNet(trunk, crop_scale)
+    return LandmarkNet(trunk, crop_scale, box_shift=box_shift, box_scale=box_scale)
 
 
 def save_landmark_model(path: str | Path, net: LandmarkNet, **extra) -> None:
@@ -76,5 +84,6 @@ def load_landmark_model(path: str | Path) -> LandmarkNet:
         raise UserError(f"{path}: not a landmark checkpoint (no 'landmarks' entry); "
                         "train one with 'faceforge landmarks train'")
     trunk = load_backbone(path)
-    net = LandmarkNet(trunk, rec.get("crop_scale", 1.25), rec.get("num_points", NUM_LANDMARKS))
+    net = LandmarkNet(trunk, rec.get("crop_scale", 1.25), rec.get("num_points", NUM_LANDMARKS),
+                      rec.get("box_shift", SYNTHETIC_BOX_SHIFT), rec.get("box_scale", SYNTHETIC_BOX_SCALE))
     return net.eval()

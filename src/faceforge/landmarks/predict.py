@@ -2,7 +2,9 @@
 
 ``LandmarkPredictor`` runs either the torch model or its ONNX export (same crop code);
 ``FaceLandmarker`` pairs it with a registered face detector (the detector gives boxes, the
-landmark model the points).
+landmark model the points). ``LandmarkPredictor.load("builtin")`` (also ``None``) is the model that
+ships inside the package (``faceforge/assets/``, trained on real faces with dlib's 68 points as the
+teacher; its card lies beside it), so drawing and alignment need no training and no dlib.
 """
 
 from __future__ import annotations
@@ -15,14 +17,40 @@ import numpy as np
 from faceforge.landmarks import crop as C
 from faceforge.landmarks.samples import normalise_image
 
+# Detector boxes vs the labelled boxes the model trains on (landmark extent up to mid-forehead),
+# measured on 40 synthetic wild faces (docs/landmarks.md): RetinaFace's box centre sits 0.07 box
+# sides higher and its side is 1.06x longer (MTCNN: 0.075 and 1.04x). ``FaceLandmarker`` moves the
+# detector box by this much before cropping.
+DETECTOR_BOX_SHIFT = 0.07  # fraction of the detector box side, downwards
+DETECTOR_BOX_SCALE = 1 / 1.05
+
+
+BUILTIN = "builtin"
+BUILTIN_FILE = "landmarks88_real.onnx"
+
+
+def builtin_model() -> Path:
+    """The shipped landmark model (ONNX) inside the installed package; its card is the ``.json`` beside it."""
+    from importlib.resources import files
+
+    from faceforge.errors import UserError
+
+    path = Path(str(files("faceforge") / "assets" / BUILTIN_FILE))
+    if not path.is_file():
+        raise UserError(f"the built-in landmark model is missing ({path}); reinstall faceforge or pass "
+                        "--model CKPT|ONNX")
+    return path
+
 
 class LandmarkPredictor:
     """``predict(img_rgb, boxes[K, 4]) -> points [K, 88, 2]`` in image pixels."""
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], input_size: int, crop_scale: float,
-                 mean: float, std: float):
+                 mean: float, std: float, box_shift: float = DETECTOR_BOX_SHIFT,
+                 box_scale: float = DETECTOR_BOX_SCALE):
         self.run, self.input_size, self.crop_scale = run, input_size, crop_scale
         self.mean, self.std = mean, std
+        self.box_shift, self.box_scale = box_shift, box_scale  # detector box -> crop box (adjust_box)
 
     @classmethod
     def from_net(cls, net, threads: int | None = None) -> LandmarkPredictor:
@@ -34,7 +62,16 @@ class LandmarkPredictor:
             with torch.inference_mode():
                 return net(torch.from_numpy(batch)).numpy()
 
-        return cls(run, net.input_size, net.crop_scale, net.mean, net.std)
+        return cls(run, net.input_size, net.crop_scale, net.mean, net.std, net.box_shift, net.box_scale)
+
+    @classmethod
+    def load(cls, spec: str | Path | None = BUILTIN, threads: int = 1) -> LandmarkPredictor:
+        """``builtin`` / ``None`` (the shipped model), an exported ``.onnx`` or a checkpoint."""
+        if spec is None or str(spec) == BUILTIN:
+            return cls.from_onnx(builtin_model(), threads)
+        if str(spec).endswith(".onnx"):
+            return cls.from_onnx(spec, threads)
+        return cls.from_checkpoint(spec)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> LandmarkPredictor:
@@ -57,7 +94,9 @@ class LandmarkPredictor:
             return sess.run(None, {name: batch})[0]
 
         return cls(run, int(meta.get("input_size", 160)), float(meta.get("crop_scale", 1.25)),
-                   float(meta.get("mean", 0.5)), float(meta.get("std", 0.5)))
+                   float(meta.get("mean", 0.5)), float(meta.get("std", 0.5)),
+                   float(meta.get("box_shift", DETECTOR_BOX_SHIFT)),
+                   float(meta.get("box_scale", DETECTOR_BOX_SCALE)))
 
     def crops(self, img: np.ndarray, boxes) -> tuple[np.ndarray, list[np.ndarray]]:
         s = self.input_size
@@ -75,12 +114,6 @@ class LandmarkPredictor:
         return np.stack([C.apply(C.invert(m), p) for m, p in zip(mats, pts)])
 
 
-# Detector boxes vs the labelled boxes the model trains on (landmark extent up to mid-forehead),
-# measured on 40 synthetic wild faces (docs/landmarks.md): RetinaFace's box centre sits 0.07 box
-# sides higher and its side is 1.06x longer (MTCNN: 0.075 and 1.04x). ``FaceLandmarker`` moves the
-# detector box by this much before cropping.
-DETECTOR_BOX_SHIFT = 0.07  # fraction of the detector box side, downwards
-DETECTOR_BOX_SCALE = 1 / 1.05
 
 
 def adjust_box(box, shift: float = DETECTOR_BOX_SHIFT, scale: float = DETECTOR_BOX_SCALE) -> np.ndarray:
@@ -104,7 +137,8 @@ class FaceLandmarker:
 
     def points_for(self, img: np.ndarray, boxes) -> np.ndarray:
         """88 points [K, 88, 2] for detector boxes [K, 4]."""
-        return self.predictor.predict(img, [adjust_box(b) for b in boxes])
+        p = self.predictor
+        return p.predict(img, [adjust_box(b, p.box_shift, p.box_scale) for b in boxes])
 
     def __call__(self, img: np.ndarray):
         faces = self.detector.detect(img)
@@ -115,11 +149,11 @@ def five_point_provider(checkpoint: str | Path):
     """``fn(img, box) -> [5, 2]``: the 5 alignment points derived from the model's 88 (``five_from_88``)."""
     from faceforge.data.synthetic import five_from_88
 
-    predictor = (LandmarkPredictor.from_onnx(checkpoint) if str(checkpoint).endswith(".onnx")
-                 else LandmarkPredictor.from_checkpoint(checkpoint))
+    predictor = LandmarkPredictor.load(checkpoint)
 
     def points(img: np.ndarray, box) -> np.ndarray:
-        return five_from_88(predictor.predict(img, [adjust_box(box)])[0]).astype(np.float32)
+        box = adjust_box(box, predictor.box_shift, predictor.box_scale)
+        return five_from_88(predictor.predict(img, [box])[0]).astype(np.float32)
 
     return points
 
