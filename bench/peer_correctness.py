@@ -1,6 +1,6 @@
 """Before/after numbers for issue 14 (correct with real models), on the shared sample data.
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python bench/h14_correctness.py [--celeba 400] [--orl 400]
+    PYTHONPATH=src OMP_NUM_THREADS=1 python bench/peer_correctness.py [--celeba 400] [--orl 400]
 
 1. channel order: cosine between faceforge's embedding of an image file and the peer's documented
    preprocessing (cv2.imread BGR, (x - 127.5) / 128) for imported FaceX-Zoo MobileFaceNet 112x96 and
