@@ -48,10 +48,12 @@ class _DistSoftmaxCE(torch.autograd.Function):
         denom = exp.sum(dim=1, keepdim=True)
         D.all_reduce_(denom)
         prob = exp / denom
-        has = labels >= 0
+        # gather + mask instead of indexing the labelled rows: no data-dependent shape, so no
+        # device->host sync on a GPU (an empty shard has no column to gather from)
+        has = (labels >= 0).unsqueeze(1)
         target_logit = torch.zeros(logits.shape[0], 1, device=logits.device)
-        rows = torch.nonzero(has, as_tuple=True)[0]
-        target_logit[rows, 0] = logits[rows, labels[rows]]
+        if logits.shape[1]:
+            target_logit = torch.where(has, logits.gather(1, labels.clamp(min=0).unsqueeze(1)), target_logit)
         D.all_reduce_(target_logit)  # each row's target lives on exactly one shard
         loss = (torch.log(denom) + row_max - target_logit).mean()
         ctx.save_for_backward(prob, labels)
@@ -61,8 +63,9 @@ class _DistSoftmaxCE(torch.autograd.Function):
     def backward(ctx, grad):
         prob, labels = ctx.saved_tensors
         g = prob.clone()
-        rows = torch.nonzero(labels >= 0, as_tuple=True)[0]
-        g[rows, labels[rows]] -= 1.0
+        if g.shape[1]:
+            onehot = (labels >= 0).to(g.dtype).unsqueeze(1)
+            g.scatter_add_(1, labels.clamp(min=0).unsqueeze(1), -onehot)
         return g * (grad / prob.shape[0]), None
 
 
@@ -154,9 +157,10 @@ class PartialFC(nn.Module):
         best = cos.max(dim=1).values if cos.shape[1] else torch.full((cos.shape[0],), -2.0)
         best_all = best.clone()
         D.all_reduce_(best_all, op=torch.distributed.ReduceOp.MAX if D.is_distributed() else None)
-        rows = torch.nonzero(local >= 0, as_tuple=True)[0]
         hit = torch.zeros(cos.shape[0], device=cos.device)
-        hit[rows] = (cos[rows, local[rows]] >= best_all[rows]).float()
+        if cos.shape[1]:
+            own = cos.gather(1, local.clamp(min=0).unsqueeze(1)).squeeze(1)
+            hit = ((local >= 0) & (own >= best_all)).float()
         D.all_reduce_(hit)
         return hit.mean()
 
