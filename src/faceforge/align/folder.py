@@ -293,6 +293,8 @@ def align_folder(
             continue
         tasks.append((f"{f.parent.name}/{f.name}", str(f), str(out_dir)))
     options = dict(detector_options or {})
+    # the cores shared out: each of the worker processes runs its detector on cores // workers threads
+    options.setdefault("threads", max(1, (os.cpu_count() or 1) // max(1, min(int(workers), len(tasks) or 1))))
     init_args = (detector, options, template, size, multi, border, points, fallback)
     bar = Progress(len(tasks), progress)
     results: list = []
