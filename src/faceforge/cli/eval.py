@@ -196,7 +196,7 @@ def identify(args) -> int:
     cache = f"{args.out}/cache" if args.out else None
     res = identify_folders(
         embedder, args.gallery, args.probe, _flip(args, embedder), args.batch_size, args.workers,
-        cache_dir=cache,
+        cache_dir=cache, progress=lambda label: _progress(args, label),
     )
     print(
         ", ".join(f"rank-{k} {100 * res[f'rank{k}']:.2f}%" for k in (1, 3, 5, 10))
@@ -237,6 +237,7 @@ def megaface(args) -> int:
         args.batch_size,
         args.workers,
         cache,
+        progress=lambda label: _progress(args, label),
     )
     for size, rate in zip(res["sizes"], res["rank1"], strict=True):
         print(f"{size:>9d} distractors: rank-1 {100 * rate:.2f}%")

@@ -268,25 +268,34 @@ def identify_folders(
     cache_dir: str | Path | None = None,
     probe_images=None,
     probe_spec: str | None = None,
+    progress=None,
 ) -> dict[str, Any]:
     """Rank-k and CMC of a probe folder against a gallery folder (identities matched by name).
 
     ``probe_images`` replaces the probe images (same order and labels; the masked benchmark
-    passes masked copies) and ``probe_spec`` names them in the cache.
+    passes masked copies) and ``probe_spec`` names them in the cache. ``progress(label)`` gives
+    the ``fn(done, total)`` called while each set ("gallery", "probe") is embedded.
     """
     from faceforge.eval.cache import cached_embeddings
 
     g_ds, p_ds = open_identity_folder(gallery), open_identity_folder(probe)
     g = cached_embeddings(
-        embedder, g_ds, f"folder:{Path(gallery).resolve()}", flip, cache_dir, batch_size, workers
+        embedder, g_ds, f"folder:{Path(gallery).resolve()}", flip, cache_dir, batch_size, workers,
+        _bar(progress, "gallery"),
     )
     p_src = p_ds if probe_images is None else probe_images
     p_spec = probe_spec or f"folder:{Path(probe).resolve()}"
-    p = cached_embeddings(embedder, p_src, p_spec, flip, cache_dir, batch_size, workers)
+    p = cached_embeddings(
+        embedder, p_src, p_spec, flip, cache_dir, batch_size, workers, _bar(progress, "probe")
+    )
     g_lab, p_lab = named_labels(g_ds.names, g_ds.labels, p_ds.names, p_ds.labels)
     res = identify(g.features[g.valid], g_lab[g.valid], p.features[p.valid], p_lab[p.valid])
     res.update({"model": embedder.meta.name, "corrupt_images": g.num_corrupt + p.num_corrupt})
     return res
+
+
+def _bar(progress, label: str):
+    return progress(label) if progress else None
 
 
 def parse_distractors(spec: str) -> tuple[str, dict[str, str]]:
@@ -314,13 +323,16 @@ def megaface_folders(
     batch_size: int = 64,
     workers: int = 0,
     cache_dir: str | Path | None = None,
+    progress=None,
 ) -> dict[str, Any]:
-    """MegaFace-style rank-1 of a probe identity folder against distractors (a folder or random)."""
+    """MegaFace-style rank-1 of a probe identity folder against distractors (a folder or random);
+    ``progress`` as in :func:`identify_folders` ("probe", "distractors")."""
     from faceforge.eval.cache import cached_embeddings
 
     p_ds = open_identity_folder(probe)
     p = cached_embeddings(
-        embedder, p_ds, f"folder:{Path(probe).resolve()}", flip, cache_dir, batch_size, workers
+        embedder, p_ds, f"folder:{Path(probe).resolve()}", flip, cache_dir, batch_size, workers,
+        _bar(progress, "probe"),
     )
     feats = p.features[p.valid]
     kind, opts = parse_distractors(distractors)
@@ -329,7 +341,8 @@ def megaface_folders(
     else:
         d_ds = open_identity_folder(opts["path"])
         d = cached_embeddings(
-            embedder, d_ds, f"folder:{Path(opts['path']).resolve()}", flip, cache_dir, batch_size, workers
+            embedder, d_ds, f"folder:{Path(opts['path']).resolve()}", flip, cache_dir, batch_size, workers,
+            _bar(progress, "distractors"),
         )
         stream = [l2_normalize(d.features[d.valid])]
     res = megaface_rank1(feats, p_ds.labels[p.valid], stream, sizes)

@@ -30,13 +30,17 @@ class Progress:
             self.stream.flush()
 
 
-def progress_callback(label: str, enabled: bool = True):
-    """A ``progress(done, total)`` callback (what ``embed_images`` calls) drawing a :class:`Progress`."""
+def progress_callback(label: str, enabled: bool = True, stream=None):
+    """A ``progress(done, total)`` callback (what ``embed_images`` calls) drawing a :class:`Progress`
+    — only on a terminal: redirected to a file or a pipe, stderr keeps just the messages (a
+    one-line error stays one line)."""
+    stream = stream or sys.stderr
+    enabled = enabled and bool(getattr(stream, "isatty", lambda: False)())
     state: dict[str, Progress] = {}
 
     def update(done: int, total: int) -> None:
         if "bar" not in state:
-            state["bar"] = Progress(total, enabled, label)
+            state["bar"] = Progress(total, enabled, label, stream)
         bar = state["bar"]
         bar.step(done - bar.done)
 
