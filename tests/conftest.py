@@ -47,15 +47,33 @@ def _grad_mode_is_restored():
 @pytest.fixture(scope="session")
 def tiny_mfn_ckpt(tmp_path_factory) -> Path:
     """A seeded ``mobilefacenet_tiny`` faceforge checkpoint (random weights: pipelines, not accuracy)."""
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny_mfn") / "tiny.ckpt")
+
+
+def write_tiny_checkpoint(path: Path) -> Path:
+    """A seeded ``mobilefacenet_tiny`` checkpoint at ``path`` (random weights)."""
     import torch
 
     from faceforge.models import build_backbone
     from faceforge.models.checkpoint import save_checkpoint
 
+    torch.set_num_threads(1)
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny_mfn") / "tiny.ckpt"
     save_checkpoint(path, build_backbone("mobilefacenet_tiny"))
     return path
+
+
+def write_identity_crops(root: Path, seed: int, prefix: str, identities: int = 4, per: int = 3) -> None:
+    """``root/<prefix><j>/<k>.png``: synthetic aligned crops, ``per`` of each of ``identities``."""
+    import cv2
+
+    from faceforge.data.synthetic import SyntheticFaces
+
+    synth = SyntheticFaces(seed=seed)
+    for j in range(identities):
+        (root / f"{prefix}{j}").mkdir(parents=True)
+        for k in range(per):
+            cv2.imwrite(str(root / f"{prefix}{j}" / f"{k}.png"), synth.render(j, k)[0][:, :, ::-1])
 
 
 def need_retinaface() -> None:

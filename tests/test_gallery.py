@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import write_identity_crops, write_tiny_checkpoint
 from faceforge.deploy.gallery import Gallery
 from faceforge.errors import UserError
 
@@ -238,21 +239,10 @@ def test_sigkill_mid_enroll_loses_nothing_committed(tmp_path):
 def faces_folder(tmp_path_factory):
     """A tiny checkpoint and 4 identity folders of 3 synthetic aligned crops each."""
     import cv2
-    import torch
 
-    from faceforge.data.synthetic import SyntheticFaces
-    from faceforge.models import build_backbone
-    from faceforge.models.checkpoint import save_checkpoint
-
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("enrol")
-    torch.manual_seed(0)
-    save_checkpoint(root / "tiny.ckpt", build_backbone("mobilefacenet_tiny"))
-    synth = SyntheticFaces(seed=2)
-    for j in range(4):
-        (root / "ids" / f"p{j}").mkdir(parents=True)
-        for k in range(3):
-            cv2.imwrite(str(root / "ids" / f"p{j}" / f"{k}.png"), synth.render(j, k)[0][:, :, ::-1])
+    write_tiny_checkpoint(root / "tiny.ckpt")
+    write_identity_crops(root / "ids", seed=2, prefix="p")
     cv2.imwrite(str(root / "blank.png"), np.full((160, 160, 3), 90, np.uint8))
     return root
 

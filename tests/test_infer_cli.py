@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import write_identity_crops, write_tiny_checkpoint
 from faceforge.cli.main import main
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -16,22 +17,10 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     import cv2
-    import torch
 
-    from faceforge.data.synthetic import SyntheticFaces
-    from faceforge.models import build_backbone
-    from faceforge.models.checkpoint import save_checkpoint
-
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("infer")
-    torch.manual_seed(0)
-    save_checkpoint(root / "tiny.ckpt", build_backbone("mobilefacenet_tiny"))
-    synth = SyntheticFaces(seed=1)
-    for j in range(4):
-        (root / "ids" / f"person{j}").mkdir(parents=True)
-        for k in range(3):
-            img, _ = synth.render(j, k)
-            cv2.imwrite(str(root / "ids" / f"person{j}" / f"{k}.png"), img[:, :, ::-1])
+    write_tiny_checkpoint(root / "tiny.ckpt")
+    write_identity_crops(root / "ids", seed=1, prefix="person")
     (root / "ids" / "person0" / "broken.jpg").write_bytes(b"not an image")
     (root / "blank.png").write_bytes(cv2.imencode(".png", np.full((160, 160, 3), 90, np.uint8))[1].tobytes())
     return root
