@@ -27,6 +27,7 @@ import numpy as np
 
 from faceforge.errors import UserError
 from faceforge.io.images import CorruptImage
+from faceforge.io.text import read_text
 
 KINDS = ("ijbb", "ijbc")
 GALLERIES = {"ijbb": ("S1", "S2"), "ijbc": ("G1", "G2")}
@@ -111,13 +112,7 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _lines(path: Path, where: str) -> list[str]:
-    if not path.is_file():
-        raise UserError(f"{where}: file not found")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{where}: cannot read ({e})") from None
-    lines = text.splitlines()
+    lines = read_text(path, where).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:

@@ -22,6 +22,7 @@ import numpy as np
 
 from faceforge.errors import UserError, closest
 from faceforge.io.images import decode_image, read_image
+from faceforge.io.text import read_text
 
 
 @dataclass
@@ -71,12 +72,7 @@ def _build(entries: list[tuple[object, object, bool]], name: str, folds=None) ->
 
 
 def _lines(path: Path) -> list[tuple[int, str]]:
-    if not path.is_file():
-        raise UserError(f"pairs file not found: {path}")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: cannot read pairs file ({e})") from None
+    text = read_text(path, f"pairs file {path}")
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
