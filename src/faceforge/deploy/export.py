@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from faceforge.embed.card import ModelCard, card_from_meta, card_to_metadata, save_card
+from faceforge.embed.card import ModelCard, card_from_dict, card_from_meta, card_to_metadata, save_card
 from faceforge.errors import UserError
 
 OPSET = 17
@@ -48,8 +48,12 @@ def card_for_model(model, calibration: dict | None = None) -> ModelCard:
     meta.setdefault("embedding_size", getattr(model, "embedding_size", 512))
     card = card_from_meta(meta)
     card.model_id = model_id(model)
-    if calibration:
-        card.threshold, card.far = float(calibration["threshold"]), float(calibration["far"])
+    if calibration:  # the checkpoint's stored threshold: checked by the card schema (no NaN, in range)
+        where = f"{meta.get('checkpoint') or 'checkpoint'}: calibration"
+        if not isinstance(calibration, dict):
+            raise UserError(f"{where}: expected a mapping, got {type(calibration).__name__}")
+        cal = card_from_dict({k: calibration.get(k) for k in ("threshold", "far")}, where)
+        card.threshold, card.far = cal.threshold, cal.far
     return card
 
 

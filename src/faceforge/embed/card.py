@@ -27,19 +27,24 @@ failing that, from its input shape; :func:`check_onnx` reports where a card cont
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from faceforge.embed.base import FLIPS
-from faceforge.errors import UserError, closest
+from faceforge.embed.card_schema import (  # noqa: F401 (CHANNEL_ORDERS, ... are this module's API)
+    CHANNEL_ORDERS,
+    FLIPS,
+    LAYOUTS,
+    MAX_CARD_BYTES,
+    NAMED_TEMPLATES,
+    SCORES,
+    check_fields,
+    err,
+)
+from faceforge.errors import UserError
 
-CHANNEL_ORDERS = ("rgb", "bgr")
-LAYOUTS = ("NCHW", "NHWC")
-SCORES = ("cosine", "l2")
-NAMED_TEMPLATES = {"arcface": (112, 112), "sphereface": (112, 96)}
 CARD_SUFFIXES = (".yaml", ".yml", ".json")
 CARD_INFIXES = ("", ".card")  # X.yaml and X.card.yaml beside X.onnx; also X.onnx.yaml
 METADATA_PREFIX = "faceforge."
@@ -61,6 +66,8 @@ class ModelCard:
     far: float | None = None
     name: str = ""
     model_id: str = ""
+    licence: str = ""
+    calibration: dict = field(default_factory=dict)  # threshold metadata (far, pairs, tar, ...)
     notes: list[str] = field(default_factory=list)
     # the fields a card file / metadata actually stated (a default is not a declaration)
     declared: frozenset = field(default_factory=frozenset, repr=False, compare=False)
@@ -74,7 +81,7 @@ class ModelCard:
         d["mean"], d["std"] = list(self.mean), list(self.std)
         if not self.mean_subtract:
             del d["mean_subtract"]  # the default stays out of cards and ONNX metadata
-        return {k: v for k, v in d.items() if v is not None and v != "" and v != []}
+        return {k: v for k, v in d.items() if v is not None and v != "" and v != [] and v != {}}
 
     def template_name(self) -> str:
         return self.template if isinstance(self.template, str) else "custom"
@@ -140,141 +147,59 @@ class ModelCard:
         return np.ascontiguousarray(x, dtype=np.float32)
 
 
-_KEYS = {f.name for f in fields(ModelCard)} | {"scale", "offset"}
-
-
-def _err(where: str, key: str, msg: str) -> UserError:
-    return UserError(f"{where}: {key}: {msg}")
-
-
-def _channels(value, where: str, key: str) -> tuple[float, ...]:
-    vals = [value] * 3 if isinstance(value, (int, float)) else value
-    try:
-        out = tuple(float(v) for v in vals)
-    except (TypeError, ValueError):
-        raise _err(where, key, f"expected a number or 3 numbers, got {value!r}") from None
-    if len(out) == 1:
-        out = out * 3
-    if len(out) != 3 or not all(np.isfinite(out)):
-        raise _err(where, key, f"expected a number or 3 finite numbers, got {value!r}")
-    return out
-
-
-def _template(value, where: str):
-    if isinstance(value, str):
-        if value not in NAMED_TEMPLATES:
-            raise _err(where, "template", f"unknown template '{value}': {closest(value, NAMED_TEMPLATES)} "
-                       "(or give {points: [[x, y] x5], size: [H, W]})")
-        return value
-    if isinstance(value, dict):
-        extra = set(value) - {"points", "size"}
-        if extra or "points" not in value or "size" not in value:
-            raise _err(where, "template",
-                       "an explicit template needs exactly 'points' (5 x [x, y]) and 'size' [H, W]")
-        pts = np.asarray(value["points"], dtype=np.float64)
-        if pts.shape != (5, 2) or not np.all(np.isfinite(pts)):
-            raise _err(where, "template.points", f"expected 5 [x, y] points, got shape {pts.shape}")
-        size = _size(value["size"], where, "template.size")
-        return {"points": pts.tolist(), "size": list(size)}
-    raise _err(where, "template", f"expected a name or {{points, size}}, got {value!r}")
-
-
-def _size(value, where: str, key: str) -> tuple[int, int]:
-    if isinstance(value, str):
-        value = value.lower().replace("x", ",").split(",")
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise _err(where, key, f"expected [H, W] (e.g. [112, 112] or '112x96'), got {value!r}") from None
-    if h < 8 or w < 8:
-        raise _err(where, key, f"expected a size of at least 8x8, got {h}x{w}")
-    return h, w
-
-
-def _choice(value, choices, where: str, key: str, upper: bool = False) -> str:
-    text = str(value).upper() if upper else str(value).lower()
-    if text not in choices:
-        raise _err(where, key, f"'{value}' is not one of {', '.join(choices)}")
-    return text
-
-
 def card_from_dict(d: dict[str, Any], where: str = "card") -> ModelCard:
-    """A validated card from a plain dict (strict: unknown keys name their closest valid key)."""
-    if not isinstance(d, dict):
-        raise UserError(f"{where}: expected a mapping of card fields, got {type(d).__name__}")
-    for key in d:
-        if key not in _KEYS:
-            raise _err(where, str(key), f"unknown card field; {closest(str(key), _KEYS)}")
+    """A validated card from a plain dict: every stated field checked by its row of
+    :data:`faceforge.embed.card_schema.FIELDS` (types, ranges, finite numbers); unknown keys name
+    their closest valid key."""
+    v = check_fields(d, where)
     card = ModelCard()
-    if "input_size" in d:
-        card.input_size = _size(d["input_size"], where, "input_size")
-    if "channel_order" in d:
-        card.channel_order = _choice(d["channel_order"], CHANNEL_ORDERS, where, "channel_order")
-    if "layout" in d:
-        card.layout = _choice(d["layout"], LAYOUTS, where, "layout", upper=True)
-    has_ms, has_so = ("mean" in d or "std" in d), ("scale" in d or "offset" in d)
+    for key in ("input_size", "channel_order", "layout", "template", "embedding_size", "flip", "score",
+                "mean_subtract", "threshold", "far", "name", "model_id", "licence", "calibration"):
+        if key in v:
+            setattr(card, key, v[key])
+    has_ms, has_so = ("mean" in v or "std" in v), ("scale" in v or "offset" in v)
     if has_ms and has_so:
-        raise _err(where, "scale", "give either mean/std or scale/offset, not both")
+        raise err(where, "scale", "give either mean/std or scale/offset, not both")
     if has_so:
-        scale = _channels(d.get("scale", 1.0), where, "scale")
-        offset = _channels(d.get("offset", 0.0), where, "offset")
+        scale, offset = v.get("scale", (1.0,) * 3), v.get("offset", (0.0,) * 3)
         if any(s == 0 for s in scale):
-            raise _err(where, "scale", "must not be 0")
+            raise err(where, "scale", "must not be 0")
         # pixel*scale + offset == (pixel/255 - mean)/std with std = 1/(255 scale), mean = -offset*std
         card.std = tuple(1.0 / (255.0 * s) for s in scale)
         card.mean = tuple(-o * st for o, st in zip(offset, card.std))
     if has_ms:
-        card.mean = _channels(d.get("mean", 0.0), where, "mean")
-        card.std = _channels(d.get("std", 1.0), where, "std")
+        card.mean, card.std = v.get("mean", (0.0,) * 3), v.get("std", (1.0,) * 3)
         if any(abs(m) > 1.0 for m in card.mean) or any(s > 1.0 for s in card.std):
-            raise _err(where, "mean", f"mean {list(card.mean)} / std {list(card.std)} look like 0..255 pixel "
+            raise err(where, "mean", f"mean {list(card.mean)} / std {list(card.std)} look like 0..255 pixel "
                        "units; cards use 0..1 units (mean 0.5, std 0.5 for (pixel-127.5)/127.5) "
                        "or scale/offset")
         if any(s <= 0 for s in card.std):
-            raise _err(where, "std", "must be positive")
-    if "template" in d:
-        card.template = _template(d["template"], where)
-    if "embedding_size" in d:
-        try:
-            card.embedding_size = int(d["embedding_size"])
-        except (TypeError, ValueError):
-            raise _err(where, "embedding_size", f"expected an integer, got {d['embedding_size']!r}") from None
-        if card.embedding_size < 1:
-            raise _err(where, "embedding_size", "must be positive")
-    if "flip" in d:
-        card.flip = _choice(d["flip"], FLIPS, where, "flip")
-    if "score" in d:
-        card.score = _choice(d["score"], SCORES, where, "score")
-    if "mean_subtract" in d:
-        if not isinstance(d["mean_subtract"], bool):
-            raise _err(where, "mean_subtract", f"expected true or false, got {d['mean_subtract']!r}")
-        card.mean_subtract = d["mean_subtract"]
-    for key in ("threshold", "far"):
-        if d.get(key) is not None:
-            try:
-                setattr(card, key, float(d[key]))
-            except (TypeError, ValueError):
-                raise _err(where, key, f"expected a number, got {d[key]!r}") from None
-    if card.far is not None and not 0 < card.far < 1:
-        raise _err(where, "far", f"expected a rate in (0, 1), got {card.far}")
-    card.name = str(d.get("name", "") or "")
-    card.model_id = str(d.get("model_id", "") or "")
-    card.notes = [str(n) for n in (d.get("notes") or [])]
-    card.declared = frozenset(d)
+            raise err(where, "std", "must be positive")
+    card.notes = list(v.get("notes", []))
+    card.declared = frozenset(v)
     if isinstance(card.template, str):
         native = NAMED_TEMPLATES[card.template]
         if native[0] * card.input_size[1] != native[1] * card.input_size[0]:
-            card.notes.append(f"template {card.template} is {native[0]}x{native[1]} but input_size is "
-                              f"{card.input_size[0]}x{card.input_size[1]}: the template is scaled "
-                              "and centred")
+            note = (f"template {card.template} is {native[0]}x{native[1]} but input_size is "
+                    f"{card.input_size[0]}x{card.input_size[1]}: the template is scaled and centred")
+            card.notes += [note] if note not in card.notes else []
     return card
 
 
+def checked(card: ModelCard, where: str) -> ModelCard:
+    """``card`` (built in code from a checkpoint's record) re-read through the schema, so a
+    damaged or hand-edited record is refused like a card file."""
+    out = card_from_dict({k: v for k, v in card.to_dict().items() if k != "notes"}, where)
+    out.notes = list(dict.fromkeys(card.notes + out.notes))
+    out.declared = card.declared
+    return out
+
+
 def load_card(path: str | Path) -> ModelCard:
+    from faceforge.io.text import read_text
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--card: file not found: {path}")
-    text = path.read_text()
+    text = read_text(path, f"--card {path}" if not path.is_file() else None, max_bytes=MAX_CARD_BYTES)
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
@@ -282,9 +207,13 @@ def load_card(path: str | Path) -> ModelCard:
             import yaml
 
             data = yaml.safe_load(text)
-    except Exception as e:  # yaml.YAMLError / JSONDecodeError: a malformed card
-        raise UserError(f"{path}: not a readable card ({type(e).__name__}: {e})") from None
+    except Exception as e:  # yaml.YAMLError / JSONDecodeError / RecursionError: a malformed card
+        raise UserError(f"{path}: not a readable card ({type(e).__name__}: {_first_line(e)})") from None
     return card_from_dict(data or {}, str(path))
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:200]
 
 
 def save_card(card: ModelCard, path: str | Path) -> Path:
@@ -360,23 +289,24 @@ def no_card_line(model_path: str | Path, assumed: str) -> str:
 
 
 def card_from_meta(meta: dict[str, Any], name: str = "model") -> ModelCard:
-    """The card of a faceforge backbone's ``model.meta`` (checkpoints carry no card file)."""
-
-    def three(v):
-        return tuple(float(x) for x in (v if isinstance(v, (list, tuple)) else [v] * 3))
-
-    return ModelCard(
-        input_size=tuple(int(v) for v in meta.get("input_size", (112, 112))),
-        channel_order=str(meta.get("channel_order", "rgb")).lower(),
-        layout="NCHW",
-        mean=three(meta.get("mean", 0.5)),
-        std=three(meta.get("std", 0.5)),
-        template=str(meta.get("template", "arcface")),
-        embedding_size=int(meta.get("embedding_size", 512)),
-        flip="sum",  # arcface_torch and FaceX-Zoo evaluate with the flipped image's features added
-        score="cosine",
-        name=str(meta.get("backbone") or name),
-    )
+    """The card of a faceforge backbone's ``model.meta`` (checkpoints carry no card file), checked
+    by the card schema like any card: a damaged record is one line naming the checkpoint."""
+    where = f"{meta.get('checkpoint') or name}: backbone meta"
+    d = {
+        "input_size": meta.get("input_size", (112, 112)),
+        "channel_order": meta.get("channel_order", "rgb"),
+        "mean": meta.get("mean", 0.5),
+        "std": meta.get("std", 0.5),
+        "template": meta.get("template", "arcface"),
+        "embedding_size": meta.get("embedding_size", 512),
+        "flip": "sum",  # arcface_torch and FaceX-Zoo evaluate with the flipped image's features added
+        "score": "cosine",
+        "name": meta.get("backbone") or name,
+    }
+    d = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+    card = card_from_dict(d, where)
+    card.notes, card.declared = [], frozenset()
+    return card
 
 
 def card_to_metadata(card: ModelCard) -> dict[str, str]:

@@ -1,20 +1,52 @@
-"""Reading the text files users give (protocol lists, pair lists, metadata): one error rule."""
+"""Reading the text files users give (image lists, pair lists, cards, configs, metadata): one rule.
+
+A missing file, a folder, an unreadable file, one over the size limit and one that is not UTF-8
+text are each one ``UserError`` line naming the file (and, for a bad encoding, the line and byte).
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from faceforge.errors import UserError
 
+MAX_TEXT_BYTES = 256 << 20  # a list of 1M image paths is ~100 MB; anything larger is not a list
+# CSI sequences (colours, cursor moves), OSC strings (titles, links), other escapes, control bytes
+_TERMINAL_CODES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]"
+)
 
-def read_text(path: str | Path, where: str | None = None) -> str:
+
+def read_text(path: str | Path, where: str | None = None, max_bytes: int = MAX_TEXT_BYTES) -> str:
     """The file's text; a one-line UserError naming ``where`` (default: the path) when it is
-    missing, unreadable or not text."""
+    missing, unreadable, larger than ``max_bytes`` or not UTF-8 (naming the line)."""
     path = Path(path)
     where = where or str(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{where}: file not found")
+    if not path.is_file():
+        raise UserError(f"{where}: not a file")
     try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{where}: cannot read ({e})") from None
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise UserError(f"{where}: {size:,} bytes, more than the {max_bytes:,} a text file here may hold")
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{where}: cannot read ({clean_message(e.strerror or e)})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise UserError(
+            f"{where}: line {line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+def clean_message(message: object, limit: int = 300) -> str:
+    """A third-party message made safe for one error line: terminal escape codes (colours, cursor
+    moves, OSC titles) and control characters removed, whitespace runs folded, cut at ``limit``."""
+    text = _TERMINAL_CODES.sub("", str(message))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

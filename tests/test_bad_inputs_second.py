@@ -1,0 +1,102 @@
+"""Second hardening pass (issue 26): one test (or a few) per class of bad input.
+
+Cards, values parsed from user text, checkpoints without their hash, user text files, numbers read
+from files, packed files, resume/init mismatches, outputs. Every CLI case must end with exit status 2
+and exactly one stderr line (``assert_one_line_error``); library cases raise one ``UserError``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conftest import write_identity_crops, write_tiny_checkpoint
+from faceforge.embed.card import card_from_dict, load_card
+from faceforge.errors import UserError
+from test_bad_inputs import assert_one_line_error
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    root = tmp_path_factory.mktemp("second")
+    ckpt = write_tiny_checkpoint(root / "tiny.ckpt")
+    write_identity_crops(root / "crops", seed=1, prefix="p", identities=1, per=2)
+    return {"root": root, "ckpt": ckpt, "a": root / "crops/p0/0.png", "b": root / "crops/p0/1.png"}
+
+
+# -- 1. cards: one schema wherever a card is read -------------------------------------------------
+
+BAD_CARDS = {
+    "input_size: [.inf, 112]\n": "input_size: expected an integer, got inf",
+    "input_size: [60000, 60000]\n": "input_size: must be in [8, 1024], got 60000",
+    "input_size: [112]\n": "input_size: expected [H, W]",
+    "notes: 5\n": "notes: expected a list of strings, got int 5",
+    "threshold: .nan\n": "threshold: expected a finite number, got nan",
+    "threshold: 3.0\n": "threshold: must be in [-1.0, 1.0], got 3.0",
+    "far: 0\n": "far: must be in (0.0, 1.0)",
+    "embedding_size: true\n": "embedding_size: expected an integer, got True",
+    "embedding_size: 1.5\n": "embedding_size: expected an integer, got 1.5",
+    "mean: [.nan, 0.5, 0.5]\n": "mean: expected a finite number, got nan",
+    "mean_subtract: 1\n": "mean_subtract: expected true or false",
+    "name: [a, b]\n": "name: expected a string, got list",
+    "layout: 3\n": "layout: expected one of NCHW, NHWC, got 3",
+    "template: {points: [[1, 2]], size: [112, 112]}\n": "template.points: expected 5 finite [x, y] points",
+    "calibration: {far: .inf}\n": "calibration.far: expected a finite number",
+    "licence: {a: 1}\n": "licence: expected a string, got dict",
+}
+
+
+@pytest.mark.parametrize("text", list(BAD_CARDS), ids=range(len(BAD_CARDS)))
+def test_card_schema_names_file_and_field(tmp_path, text):
+    path = tmp_path / "card.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as e:
+        load_card(path)
+    assert str(e.value).startswith(f"{path}: ") and BAD_CARDS[text] in str(e.value), str(e.value)
+
+
+def test_card_schema_accepts_a_full_card():
+    card = card_from_dict({"input_size": "112x96", "embedding_size": 512.0, "threshold": 0.3, "far": 1e-3,
+                           "notes": "one note", "model_id": 1234, "licence": "MIT",
+                           "calibration": {"far": 1e-3, "pairs": 6000, "tar": 0.97, "source": "lfw"}})
+    assert card.input_size == (112, 96) and card.embedding_size == 512 and card.model_id == "1234"
+    assert card.calibration["pairs"] == 6000 and card.licence == "MIT" and card.notes[0] == "one note"
+    assert card_from_dict(card.to_dict()).to_dict() == card.to_dict()  # round trip
+
+
+def test_card_not_utf8_names_line(tmp_path):
+    path = tmp_path / "card.yaml"
+    path.write_bytes(b"flip: sum\nname: caf\xe9\n")
+    with pytest.raises(UserError, match=r"card.yaml: line 2: not UTF-8"):
+        load_card(path)
+
+
+@pytest.mark.parametrize("where", ["--card", "beside"])
+def test_bad_card_on_the_cli_is_one_line(ws, tmp_path, where):
+    import shutil
+
+    model = tmp_path / "m.ckpt"
+    shutil.copy(ws["ckpt"], model)
+    argv = ["verify", str(ws["a"]), str(ws["b"]), "--aligned", "--model", str(model), "--threshold", "0.3"]
+    card = tmp_path / ("card.yaml" if where == "--card" else "m.yaml")
+    card.write_text("threshold: .nan\n")
+    line = assert_one_line_error(argv + (["--card", str(card)] if where == "--card" else []))
+    assert f"{card}: threshold: expected a finite number" in line
+
+
+def test_card_inside_a_checkpoint_is_checked(ws, tmp_path):
+    from faceforge.models.checkpoint import read_checkpoint, write_checkpoint
+
+    obj = read_checkpoint(ws["ckpt"])
+    obj["backbone"]["meta"]["input_size"] = [60000, 60000]
+    write_checkpoint(tmp_path / "big.ckpt", obj)  # re-hashed: a valid file with a bad record
+    line = assert_one_line_error(["verify", str(ws["a"]), str(ws["b"]), "--aligned", "--threshold", "0.3",
+                                  "--model", str(tmp_path / "big.ckpt")])
+    assert "big.ckpt: backbone meta: input_size: must be in [8, 1024]" in line
+    obj = read_checkpoint(ws["ckpt"])
+    obj["calibration"] = {"threshold": math.nan, "far": 1e-3}
+    write_checkpoint(tmp_path / "nan.ckpt", obj)
+    line = assert_one_line_error(["verify", str(ws["a"]), str(ws["b"]), "--aligned",
+                                  "--model", str(tmp_path / "nan.ckpt")])
+    assert "calibration: threshold: expected a finite number" in line
