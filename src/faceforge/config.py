@@ -78,6 +78,15 @@ class DataConfig:
     RANGES: typing.ClassVar[dict[str, Bound]] = {
         "batch_size": COUNT, "workers": NON_NEGATIVE, "identities_min_images": COUNT,
     }
+    HELP: typing.ClassVar[dict[str, str]] = {
+        "train": "training images: folder:DIR, rec:DIR, packed:F.ffpk, list:F, synthetic:NxK or a path",
+        "val": "verification pairs checked during training, e.g. pairs:FILE or bin:lfw.bin (null = none)",
+        "batch_size": "images per step on each process",
+        "workers": "DataLoader worker processes decoding images (0 = in the training process)",
+        "flip": "random horizontal flips",
+        "identities_min_images": "drop identities with fewer images than this",
+        "verify_crc": "packed sources: check every record's CRC when opening (a full read)",
+    }
 
 
 @dataclass
@@ -88,12 +97,23 @@ class ModelConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     RANGES: typing.ClassVar[dict[str, Bound]] = {"embedding_size": COUNT}
+    HELP: typing.ClassVar[dict[str, str]] = {
+        "backbone": "registered backbone name (faceforge models lists them with input size and MACs)",
+        "embedding_size": "width of the embedding the backbone outputs",
+        "init": "fine-tune: start the backbone from this checkpoint (null = random init)",
+        "options": "other keys are the backbone's build options (listed below)",
+    }
 
 
 @dataclass
 class HeadConfig:
     name: str = "arcface"
     options: dict[str, Any] = field(default_factory=dict)
+
+    HELP: typing.ClassVar[dict[str, str]] = {
+        "name": "margin / loss head (its options are listed below)",
+        "options": "other keys are the head's options (listed below), e.g. head.m=0.45",
+    }
 
 
 @dataclass
@@ -116,6 +136,21 @@ class OptimConfig:
         "lr": POSITIVE, "momentum": Bound(0, 1, open_high=True), "weight_decay": NON_NEGATIVE,
         "lr_steps": NON_NEGATIVE, "gamma": POSITIVE, "warmup_epochs": NON_NEGATIVE, "power": POSITIVE,
         "grad_clip": NON_NEGATIVE, "backbone_lr_mult": NON_NEGATIVE,
+    }
+    HELP: typing.ClassVar[dict[str, str]] = {
+        "name": "optimiser: sgd or adamw",
+        "lr": "peak learning rate (after warm-up)",
+        "momentum": "SGD momentum",
+        "weight_decay": "L2 weight decay",
+        "schedule": "learning-rate schedule: step | poly | cosine",
+        "lr_steps": "step schedule: epochs at which lr *= gamma",
+        "gamma": "step schedule: factor applied at each of lr_steps",
+        "warmup_epochs": "linear warm-up length in epochs",
+        "power": "poly schedule exponent",
+        "grad_clip": "clip the gradient norm to this (0 = off)",
+        "grad_clip_scope": "what grad_clip clips: all | backbone",
+        "no_decay_norm": "no weight decay on BatchNorm/PReLU weights and biases",
+        "backbone_lr_mult": "backbone lr multiplier (< 1 when fine-tuning with a new head)",
     }
 
 
@@ -142,6 +177,24 @@ class TrainConfig:
         "epochs": COUNT, "max_minutes": NON_NEGATIVE, "max_steps": NON_NEGATIVE, "log_every": COUNT,
         "grad_accum": COUNT, "save_every_steps": NON_NEGATIVE, "val_every_epochs": COUNT,
     }
+    HELP: typing.ClassVar[dict[str, str]] = {
+        "mode": "training mode (its options are listed below)",
+        "epochs": "passes over the training data (the run stops at the first budget reached)",
+        "max_minutes": "wall-clock budget in minutes (0 = none); a checkpoint is written when it ends",
+        "max_steps": "optimiser-step budget (0 = none); the lr schedule ends there",
+        "precision": "auto (bf16 on CUDA, else fp32) | fp32 | bf16 | fp16",
+        "log_every": "steps between metrics.jsonl records and progress-bar updates",
+        "grad_accum": "split each batch into this many chunks (same result, less memory)",
+        "deterministic": "deterministic kernels (slower; for exact repeats)",
+        "channels_last": "channels-last memory format (null = on for CUDA)",
+        "compile": "torch.compile the backbone: true, or a mode such as max-autotune",
+        "cuda_graphs": "replay the backbone's step as CUDA graphs (CUDA only)",
+        "save_every_steps": "extra mid-epoch checkpoints every N steps (0 = at epoch ends only)",
+        "keep": "checkpoints kept: last | all (one per epoch) | best (by validation accuracy)",
+        "val_every_epochs": "validate every N epochs (needs data.val)",
+        "tensorboard": "write TensorBoard scalars to OUTPUT/tensorboard",
+        "options": "other keys are the training mode's options (listed below)",
+    }
 
 
 @dataclass
@@ -155,11 +208,19 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    HELP: typing.ClassVar[dict[str, str]] = {
+        "seed": "random seed (data order, init, augmentation)",
+        "output": "folder for checkpoints, metrics.jsonl and config.yaml",
+        "device": "cpu, cuda, cuda:N or auto",
+    }
+
 
 # ---------------------------------------------------------------------------------------------
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (list, dict):
+        return str(tp).replace("typing.", "")
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -226,7 +287,7 @@ def _from_dict(cls: type, data: dict, where: str = "") -> Any:
                 extra[key] = value  # forwarded to the component; checked against its signature
                 continue
             if key not in names:
-                raise UserError(f"unknown config key '{path}': {closest(str(key), names)}")
+                raise UnknownKey(path, f"unknown config key '{path}': {closest(str(key), names)}")
         kwargs[key] = _coerce(value, hints[key], path)
         bound = getattr(cls, "RANGES", {}).get(key)
         if bound is not None:
@@ -236,8 +297,76 @@ def _from_dict(cls: type, data: dict, where: str = "") -> Any:
     return cls(**kwargs)
 
 
+class UnknownKey(UserError):
+    """A key no section has; :func:`from_dict` names the closest keys of the whole config."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
 def from_dict(cls: type, data: dict) -> Any:
-    return _from_dict(cls, data or {})
+    try:
+        return _from_dict(cls, data or {})
+    except UnknownKey as e:
+        hint = closest_keys(e.key, config_keys(cls))
+        raise UnknownKey(e.key, f"unknown config key '{e.key}': {hint}") from None
+
+
+def config_keys(cls: type = ExperimentConfig, where: str = "") -> list[str]:
+    """Every dotted key of a config class (``train.max_steps``, ...), ``options`` left out."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        path = f"{where}.{f.name}" if where else f.name
+        tp = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            keys += config_keys(tp, path)
+        elif f.name != "options":
+            keys.append(path)
+    return keys
+
+
+def closest_keys(key: str, keys: list[str], n: int = 3) -> str:
+    """``did you mean 'train.max_steps', ...?`` over the dotted ``keys`` of every section: the whole
+    key and its last part are both compared (``train.steps`` -> ``train.max_steps``, ``steps`` ->
+    ``train.max_steps``), a key in the same section wins a tie."""
+    import difflib
+
+    leaf, section = key.rpartition(".")[2], key.rpartition(".")[0]
+
+    def score(k: str) -> float:
+        k_section, _, k_leaf = k.rpartition(".")
+        whole = difflib.SequenceMatcher(None, key, k).ratio()
+        part = difflib.SequenceMatcher(None, leaf, k_leaf).ratio()
+        if leaf and leaf in k_leaf:
+            part = max(part, 0.8)
+        return max(whole, part) + (0.05 if k_section == section else 0.0)
+
+    ranked = sorted(keys, key=lambda k: -score(k))
+    near = [k for k in ranked if score(k) >= 0.6][:n]
+    if not near:
+        return "see 'faceforge config' for every key"
+    return "did you mean " + ", ".join(f"'{k}'" for k in near) + "? (every key: faceforge config)"
+
+
+def describe(cfg: Any, where: str = "") -> list[dict[str, Any]]:
+    """One row per key of a loaded config: ``key, value, type, range, help`` (sections recurse;
+    a section's ``options`` are listed by the caller, who knows the component)."""
+    rows = []
+    cls = type(cfg)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = f"{where}.{f.name}" if where else f.name
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            rows += describe(value, path)
+            continue
+        if f.name == "options":
+            continue
+        bound = getattr(cls, "RANGES", {}).get(f.name)
+        rows.append({"key": path, "value": value, "type": _type_name(hints[f.name]),
+                     "range": str(bound) if bound else "", "help": getattr(cls, "HELP", {}).get(f.name, "")})
+    return rows
 
 
 def to_dict(cfg: Any) -> dict:
@@ -282,12 +411,32 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def recipes() -> dict[str, Path]:
+    """The recipes shipped inside the package (``faceforge/recipes/*.yaml``), by name."""
+    folder = Path(__file__).resolve().parent / "recipes"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_config(path: str | Path) -> Path:
+    """A config file: ``path`` itself when it exists, else the built-in recipe of that name
+    (``mobilefacenet_arcface``, with or without ``.yaml``, or ``configs/NAME.yaml`` of a clone)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    known = recipes()
+    name = p.name.removesuffix(".yaml").removesuffix(".yml")
+    if name in known and (p.parent == Path(".") or p.parent.name == "configs"):
+        return known[name]
+    if p.exists():
+        raise UserError(f"{path}: a config must be a YAML file, not a folder")
+    raise UserError(f"config file not found: {path} (nor a built-in recipe of that name: "
+                    f"{closest(name, known)}; see 'faceforge config --recipes')")
+
+
 def load_yaml(path: str | Path) -> dict:
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file not found: {path}")
+    path = resolve_config(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:

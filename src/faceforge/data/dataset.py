@@ -7,6 +7,8 @@ A source string is ``prefix:path`` (``folder:/data/casia``, ``rec:/data/ms1m``,
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from faceforge.errors import UserError, closest
@@ -42,18 +44,38 @@ class FaceDataset:
         return self.read(index), int(self.labels[index])
 
 
-def open_source(spec: str) -> FaceDataset:
-    """Open a training source string such as ``folder:/data/casia`` or ``synthetic:200x20``."""
-    if ":" not in spec:
-        raise UserError(
-            f"data source '{spec}' has no prefix; use one of: "
-            + ", ".join(f"{p}:..." for p in SOURCES.names())
-        )
-    prefix, _, rest = spec.partition(":")
-    if prefix not in SOURCES:
+def bare_path_kind(spec: str) -> str:
+    """The source prefix a bare path stands for, recognised by its form: a folder of identity
+    folders (``folder``), a folder holding ``train.rec`` or a ``.rec`` (``rec``), a ``.ffpk``
+    (``packed``), a ``.lst``/``.txt`` list (``list``)."""
+    p = Path(spec)
+    if p.is_dir():
+        return "rec" if (p / "train.rec").is_file() else "folder"
+    kinds = {".rec": "rec", ".ffpk": "packed", ".lst": "list", ".txt": "list"}
+    if p.suffix in kinds:
+        return kinds[p.suffix]
+    prefixes = ", ".join(f"{n}:" for n in SOURCES.names())
+    if not p.exists():
+        raise UserError(f"data source not found: {spec} (or use a prefix: {prefixes})")
+    raise UserError(f"{spec}: cannot tell the format; use a prefix: {prefixes}")
+
+
+def split_source(spec: str) -> tuple[str, str]:
+    """``(prefix, rest)`` of a source string; a bare path gets the prefix its form says."""
+    prefix, colon, rest = spec.partition(":")
+    if colon and len(prefix) > 1 and prefix in SOURCES:
+        return prefix, rest
+    if colon and len(prefix) > 1 and not Path(spec).exists():
         raise UserError(
             f"unknown data source prefix '{prefix}:' in '{spec}': {closest(prefix, SOURCES.names())}"
         )
+    return bare_path_kind(spec), spec
+
+
+def open_source(spec: str) -> FaceDataset:
+    """Open a training source string such as ``folder:/data/casia`` or ``synthetic:200x20``, or a
+    bare path such as ``data/train`` (see :func:`bare_path_kind`), as ``data stats`` takes it."""
+    prefix, rest = split_source(spec)
     dataset = SOURCES.entry(prefix).fn(rest)
     if len(dataset) == 0:
         raise UserError(f"data source '{spec}' holds no images")

@@ -40,6 +40,7 @@ from faceforge.models.checkpoint import (
 )
 from faceforge.registry import MODES
 from faceforge.train.checkpointing import gather_sharded_state, load_sharded_state
+from faceforge.train.components import check_components
 from faceforge.train.meter import Meter
 from faceforge.train.optim import build_optimizer, param_groups
 from faceforge.train.schedule import lr_factor
@@ -77,6 +78,7 @@ class Trainer:
     def __init__(self, cfg: ExperimentConfig, resume: str | None = None, quiet: bool = False):
         self.cfg = cfg
         self.quiet = quiet
+        check_components(cfg)  # a misspelt key names the closest real ones before anything is built
         D.init_from_env(cfg.device)
         self.rank, self.world = D.rank(), D.world_size()
         self.device = _device(cfg.device)
