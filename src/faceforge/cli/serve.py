@@ -12,7 +12,9 @@ def add_commands(sub) -> None:
         description="Serve /v1/embed, /v1/verify, /v1/identify, /v1/gallery/enroll and "
         "DELETE /v1/gallery/{id} (OpenAPI docs at /docs). Requests need the API key read from the "
         "--api-key-env variable (X-API-Key or Authorization: Bearer).")
-    p.add_argument("--gallery", required=True, help="gallery folder (see 'faceforge gallery create')")
+    p.add_argument("--gallery", required=True,
+                   help="gallery folder or postgresql:// URL (see 'faceforge gallery create'); several "
+                   "replicas may serve one PostgreSQL gallery")
     model_options(p, threshold=True)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=bounded(int, 1, 65535), default=8080, help="port (default 8080)")

@@ -1,6 +1,12 @@
 """A face gallery: identities with several images each, searched by cosine similarity.
 
-On disk a gallery is a folder::
+The gallery's logic lives here once, over a store (:mod:`faceforge.deploy.gallery_store`): a
+folder (SQLite, the embedded default) or a ``postgresql://`` URL (:mod:`faceforge.deploy.gallery_postgres`,
+several ``faceforge serve`` replicas sharing one database, each with its own FAISS index). Below,
+the folder; a PostgreSQL gallery keeps the same tables and generations, and no index checkpoints
+(each replica builds its index at start-up, then replays).
+
+On disk a gallery folder is::
 
     gallery.sqlite                 # the truth: identities, sources, model id, embeddings, generations
     index-<generation>-<pid>.faiss # a checkpoint of the FAISS index at that generation
@@ -20,6 +26,13 @@ Index kinds. ``flat`` (exact inner product, ``IDMap2,Flat``) while the gallery h
 (nlist = sqrt(N) rounded to a power of two, trained on a sample) searched with ``nprobe`` lists.
 Embeddings are L2-normalised on the way in, so inner products are cosine similarities.
 
+Replicas. Every search first catches up with the generation committed in the database, and
+looks its hits up in the database before answering (a hit removed since is dropped): a search
+never answers an identity whose removal was acknowledged before it started, by any process, and
+finds every enrolment acknowledged before it started. With ``follow=True`` a background thread
+replays other processes' writes as they commit (PostgreSQL ``NOTIFY``, else polling every
+``poll_interval`` s), so searches seldom have to.
+
 Models never mix: the gallery records the id of the model that made its embeddings
 (:func:`model_id`) and refuses embeddings from another.
 
@@ -35,9 +48,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -54,88 +67,67 @@ from faceforge.deploy.gallery_records import (
     model_id,
     normalize,
 )
+from faceforge.deploy.gallery_store import GalleryUnavailable, is_database_url, redact, store_class
 from faceforge.errors import UserError
 
-__all__ = ["Gallery", "Match", "check_identity", "model_id", "normalize", "open_gallery"]
+__all__ = ["Gallery", "GalleryUnavailable", "Match", "check_identity", "model_id", "normalize",
+           "open_gallery"]
 
-DB_NAME = "gallery.sqlite"
+log = logging.getLogger("faceforge.gallery")
+
 FORMAT = "faceforge-gallery"
 VERSION = 1
 GROUPINGS = ("max", "mean")
 _INDEX_RE = re.compile(r"^index-(\d{12})-\d+\.faiss$")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS vectors (
-    vector_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    identity TEXT NOT NULL,
-    source TEXT NOT NULL DEFAULT '',
-    model_id TEXT NOT NULL,
-    added_gen INTEGER NOT NULL,
-    removed_gen INTEGER,
-    added_at REAL NOT NULL,
-    embedding BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS vectors_identity ON vectors(identity);
-CREATE INDEX IF NOT EXISTS vectors_added ON vectors(added_gen);
-CREATE INDEX IF NOT EXISTS vectors_removed ON vectors(removed_gen);
-"""
-_CONTENT_COLUMN = "ALTER TABLE vectors ADD COLUMN content TEXT NOT NULL DEFAULT ''"
-_CONTENT_INDEX = "CREATE INDEX IF NOT EXISTS vectors_content ON vectors(identity, content)"
 
-
-def _damaged(db: Path, e: sqlite3.DatabaseError) -> UserError:
-    if isinstance(e, sqlite3.OperationalError):  # locked, read-only, disk full: not damage
-        return UserError(f"{db}: {e}")
-    return UserError(f"{db}: damaged or not a gallery database ({e}); restore it from a backup or "
-                     "create a new gallery and enrol again")
-
-
-def _sqlite_errors(method):
-    """A damaged database found after opening is a one-line UserError too."""
+def _store_errors(method):
+    """A database error after opening is a one-line UserError too (damage, or the database gone)."""
     @functools.wraps(method)
     def checked(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as e:
-            raise _damaged(self.path / DB_NAME, e) from None
+        except self.store.errors as e:
+            raise self.store.unavailable(e) from None
     return checked
 
 
 class Gallery:
-    """An open gallery folder. Thread-safe (one lock); several processes may share a folder:
-    SQLite serialises their writes and each process replays the others' before reading."""
+    """An open gallery (a folder, or a ``postgresql://`` URL). Thread-safe (one lock); several
+    processes may share it: the database serialises their writes and each process replays the
+    others' before reading. ``follow``: replay them in a background thread as they commit."""
 
-    def __init__(self, path: str | os.PathLike, *, nprobe: int | None = None):
-        self.path = Path(path)
-        db = self.path / DB_NAME
-        if not db.is_file():
-            raise UserError(
-                f"{self.path}: not a gallery (no {DB_NAME}; create one with 'faceforge gallery create')")
+    def __init__(self, path: str | os.PathLike, *, nprobe: int | None = None, follow: bool = False,
+                 poll_interval: float = 1.0):
         self._lock = threading.RLock()
-        self._db = None
+        self._stop = threading.Event()
+        self._follower = None
+        self.store = store_class(path)(path)
+        self.path, self.location = self.store.folder, self.store.location
         try:
-            self._open(db, nprobe)
-        except sqlite3.DatabaseError as e:
-            self._close_db()
-            raise _damaged(db, e) from None
+            self._open(nprobe)
+        except self.store.errors as e:
+            self.store.close()
+            raise self.store.unavailable(e) from None
         except (KeyError, ValueError) as e:
-            self._close_db()
-            raise UserError(f"{db}: damaged gallery metadata ({type(e).__name__}: {e})") from None
+            self.store.close()
+            raise UserError(f"{self.location}: damaged gallery metadata ({type(e).__name__}: {e})") from None
         except BaseException:
-            self._close_db()
+            self.store.close()
             raise
+        if follow:
+            self.poll_interval = float(poll_interval)
+            self._follower = threading.Thread(target=self._follow, name="faceforge-gallery-follow",
+                                              daemon=True)
+            self._follower.start()
 
-    def _open(self, db: Path, nprobe: int | None) -> None:
-        self._db = sqlite3.connect(db, timeout=60.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA secure_delete=ON")  # removed embeddings are zeroed, not just unlinked
-        meta = self._meta()
+    def _open(self, nprobe: int | None) -> None:
+        meta = self.store.meta()
         if meta.get("format") != FORMAT:
-            raise UserError(f"{db}: not a faceforge gallery")
+            raise UserError(f"{self.location}: not a faceforge gallery")
         if int(meta.get("version", 0)) > VERSION:
-            raise UserError(f"{db}: gallery format version {meta['version']} is newer than this faceforge")
+            raise UserError(f"{self.location}: gallery format version {meta['version']} is newer than "
+                            "this faceforge")
         self.model_id = meta["model_id"]
         self.dim = int(meta["dim"])
         self.ivf_threshold = int(meta["ivf_threshold"])
@@ -145,93 +137,77 @@ class Gallery:
         self.generation = -1  # generation the in-memory index reflects
         self._checkpoint_gen = -1
         self._checkpoint_file = ""
-        self.rebuilt = False  # True when opening had to rebuild the index from SQLite
+        self.rebuilt = False  # True when opening had to rebuild the index from the database
         with self._lock:
-            self._migrate()
             self._load()
             self._clean_files()
-            if self._checkpoint_gen < 0 and self.generation > 0:
+            if self.path is not None and self._checkpoint_gen < 0 and self.generation > 0:
                 # rebuilt from SQLite: keep the result, or every later open rebuilds again
-                with contextlib.suppress(OSError, RuntimeError, sqlite3.OperationalError):  # read-only
+                with contextlib.suppress(OSError, RuntimeError, *self.store.errors):  # read-only
                     self.checkpoint(force=True)
 
-    def _close_db(self) -> None:
-        if self._db is not None:
-            with contextlib.suppress(Exception):
-                self._db.close()
-            self._db = None
-
-    def _migrate(self) -> None:
-        """Galleries made before idempotent enrolment get the ``content`` column."""
-        cols = {r[1] for r in self._db.execute("PRAGMA table_info(vectors)")}
-        if "content" not in cols:
-            self._db.execute("BEGIN IMMEDIATE")
+    def _follow(self) -> None:
+        """Replay other processes' writes as they commit (the ``follow`` thread)."""
+        while not self._stop.is_set():
+            self.store.wait_for_change(self.poll_interval, self._stop)
+            if self._stop.is_set():
+                return
             try:
-                if "content" not in {r[1] for r in self._db.execute("PRAGMA table_info(vectors)")}:
-                    self._db.execute(_CONTENT_COLUMN)
-                self._db.execute(_CONTENT_INDEX)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                self.refresh()
+            except UserError as e:  # the database is away: retry after the poll interval
+                log.warning("gallery follow: %s", e)
+                self._stop.wait(self.poll_interval)
+            except self.store.errors as e:
+                log.warning("gallery follow: %s", self.store.unavailable(e))
+                self._stop.wait(self.poll_interval)
 
     # ---------------------------------------------------------------------------------- setup
 
     @classmethod
     def create(cls, path: str | os.PathLike, model: str, dim: int, *, ivf_threshold: int = 100_000,
                nprobe: int = 16, checkpoint_every: int = 1024, exist_ok: bool = False) -> Gallery:
-        """A new empty gallery for embeddings of width ``dim`` made by model id ``model``."""
-        path = Path(path)
+        """A new empty gallery for embeddings of width ``dim`` made by model id ``model``, in a
+        folder or a PostgreSQL database (``postgresql://...``)."""
         if not isinstance(model, str) or not re.match(r"^[0-9A-Za-z_.:-]{1,128}$", model):
             raise UserError(f"model id {model!r}: expected 1-128 characters of [0-9A-Za-z_.:-]")
         if int(dim) < 1:
             raise UserError(f"dim: expected a positive embedding width, got {dim}")
         if ivf_threshold < 1 or nprobe < 1 or checkpoint_every < 1:
             raise UserError("ivf_threshold, nprobe and checkpoint_every must be positive")
-        if (path / DB_NAME).exists():
+        store = store_class(path)
+        location = path if is_database_url(path) else Path(path)
+        if store.exists(location):
             if exist_ok:
-                g = cls(path)
+                g = cls(location)
                 if g.model_id != model or g.dim != int(dim):
                     g.close()
-                    raise UserError(f"{path}: exists with model {g.model_id} dim {g.dim}")
+                    raise UserError(f"{g.location}: exists with model {g.model_id} dim {g.dim}")
                 return g
-            raise UserError(f"{path}: a gallery already exists here")
-        if path.exists() and not path.is_dir():
-            raise UserError(f"{path}: exists and is not a folder")
-        if not path.exists():
-            path.mkdir(parents=True, mode=0o700)
-        tmp = path / f".{DB_NAME}.creating"
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # SQLite keeps the mode
-        db = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            db.executescript(_SCHEMA)
-            db.execute(_CONTENT_COLUMN)
-            db.execute(_CONTENT_INDEX)
-            rows = {"format": FORMAT, "version": VERSION, "model_id": model, "dim": int(dim),
-                    "ivf_threshold": int(ivf_threshold), "nprobe": int(nprobe),
-                    "checkpoint_every": int(checkpoint_every), "generation": 0, "checkpoint_gen": -1,
-                    "checkpoint_sha1": "", "checkpoint_file": "", "created": time.time()}
-            db.execute("BEGIN")
-            db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in rows.items()])
-            db.execute("COMMIT")
-        finally:
-            db.close()
-        os.replace(tmp, path / DB_NAME)  # the gallery appears complete or not at all
-        index_files.fsync_dir(path)
-        return cls(path)
+            shown = location if isinstance(location, Path) else redact(location)
+            raise UserError(f"{shown}: a gallery already exists here")
+        store.create(location, {
+            "format": FORMAT, "version": VERSION, "model_id": model, "dim": int(dim),
+            "ivf_threshold": int(ivf_threshold), "nprobe": int(nprobe),
+            "checkpoint_every": int(checkpoint_every),
+            "generation": 0, "checkpoint_gen": -1, "checkpoint_sha1": "", "checkpoint_file": "",
+            "created": time.time()})
+        return cls(location)
 
     def close(self) -> None:
+        if self._follower is not None:
+            self._stop.set()
+            self._follower.join()
+            self._follower = None
         with self._lock:
-            if self._db is None:
+            if self.store is None:
                 return
-            with contextlib.suppress(Exception):
-                self.refresh()
-                if self.generation > self._checkpoint_gen:
-                    self.checkpoint()
-            self._db.close()
-            self._db = None
+            if self.path is not None:
+                with contextlib.suppress(Exception):
+                    self.refresh()
+                    if self.generation > self._checkpoint_gen:
+                        self.checkpoint()
+            self.store.close()
+            self.store = None
 
     def __enter__(self) -> Gallery:
         return self
@@ -241,15 +217,6 @@ class Gallery:
 
     # ---------------------------------------------------------------------------------- state
 
-    def _meta(self) -> dict[str, str]:
-        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-
-    def _db_generation(self) -> int:
-        return int(self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
-
-    def _new_index(self, n: int, train: np.ndarray | None = None):
-        return index_files.new_index(self.dim, n, self.ivf_threshold, train)
-
     def _set_params(self) -> None:
         if self.index is not None and self.kind == "ivf":
             index_files.faiss_module().extract_index_ivf(self.index).nprobe = self.nprobe
@@ -258,48 +225,40 @@ class Gallery:
     def kind(self) -> str:
         return "flat" if self.index is None or "IDMap" in type(self.index).__name__ else "ivf"
 
-    def _live_rows(self, where: str = "", args: tuple = (), chunk: int = 65536, hint: str = ""):
-        cur = self._db.execute(
+    def _rows(self, where: str = "", args: tuple = (), hint: str = ""):
+        """(ids, vectors) chunks of the live rows matching ``where``, in vector id order."""
+        return self.store.vectors(
             f"SELECT vector_id, embedding FROM vectors {hint} WHERE removed_gen IS NULL {where} "
-            "ORDER BY vector_id", args)
-        while True:
-            rows = cur.fetchmany(chunk)
-            if not rows:
-                return
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
-            yield ids, vecs
+            "ORDER BY vector_id", args, self.dim)
 
     def _rebuild(self, gen: int) -> None:
-        """The index of every live row, straight from SQLite (no usable checkpoint)."""
-        n = self._db.execute("SELECT COUNT(*) FROM vectors WHERE removed_gen IS NULL AND added_gen <= ?",
-                             (gen,)).fetchone()[0]
+        """The index of every live row, straight from the database (no usable checkpoint)."""
+        live = "FROM vectors WHERE removed_gen IS NULL AND added_gen <= ?"
+        n = self.store.execute(f"SELECT COUNT(*) {live}", (gen,)).fetchone()[0]
         train = None
-        if n > self.ivf_threshold:
+        if n > self.ivf_threshold:  # train on a sample of the rows, fetched by id
+            ids = [r[0] for r in self.store.execute(f"SELECT vector_id {live} ORDER BY vector_id", (gen,))]
             rng = np.random.default_rng(0)
-            take = min(n, 40 * index_files.ivf_lists(n))
-            picks = np.sort(rng.choice(n, take, replace=False))
-            parts, seen = [], 0
-            for _, vecs in self._live_rows("AND added_gen <= ?", (gen,)):
-                sel = picks[(picks >= seen) & (picks < seen + len(vecs))] - seen
-                parts.append(vecs[sel])
-                seen += len(vecs)
-            train = np.concatenate(parts)
-        index = self._new_index(n, train)
-        for ids, vecs in self._live_rows("AND added_gen <= ?", (gen,)):
-            index.add_with_ids(vecs, ids)
+            take = min(len(ids), 40 * index_files.ivf_lists(len(ids)))
+            picks = [ids[i] for i in np.sort(rng.choice(len(ids), take, replace=False))]
+            train = np.concatenate([vecs for start in range(0, len(picks), 900)  # bound-parameter limit
+                                    for _, vecs in self._rows(
+                                        f"AND vector_id IN ({','.join('?' * len(picks[start:start + 900]))})",
+                                        tuple(picks[start:start + 900]))])
+        index = index_files.new_index(self.dim, n, self.ivf_threshold, train)
+        for chunk_ids, vecs in self._rows("AND added_gen <= ?", (gen,)):
+            index.add_with_ids(vecs, chunk_ids)
         self.index, self.generation = index, gen
         self._set_params()
 
     def _load(self) -> None:
         faiss = index_files.faiss_module()
-        self._db.execute("BEGIN")  # one consistent snapshot of meta and rows
-        try:
-            meta = self._meta()
+        with self.store.transaction():  # one consistent snapshot of meta and rows
+            meta = self.store.meta()
             ckpt_gen, sha = int(meta["checkpoint_gen"]), meta["checkpoint_sha1"]
             gen = int(meta["generation"])
             loaded = False
-            if ckpt_gen >= 0:
+            if ckpt_gen >= 0 and self.path is not None:
                 f = self.path / meta["checkpoint_file"]
                 if meta["checkpoint_file"] and f.is_file() and index_files.sha1_file(f) == sha:
                     self.index, self.generation = faiss.read_index(str(f)), ckpt_gen
@@ -311,46 +270,50 @@ class Gallery:
             self._checkpoint_gen = ckpt_gen if loaded else -1
             self._checkpoint_file = meta["checkpoint_file"] if loaded else ""
             self._replay(gen)
-        finally:
-            self._db.execute("COMMIT")
 
     def _replay(self, gen: int) -> None:
-        """Apply rows added and removed after the index's generation, up to ``gen``."""
+        """Apply rows added and removed after the index's generation, up to ``gen``. Everything is
+        read first: a database error midway leaves the index as it was."""
         g = self.generation
         if gen <= g:
             return
-        gone = [r[0] for r in self._db.execute(
-            "SELECT vector_id FROM vectors INDEXED BY vectors_removed "
-            "WHERE removed_gen > ? AND removed_gen <= ? AND added_gen <= ?",
-            (g, gen, g))]
+        gone = [r[0] for r in self.store.execute(
+            f"SELECT vector_id FROM vectors {self.store.hint('vectors_removed')} "
+            "WHERE removed_gen > ? AND removed_gen <= ? AND added_gen <= ?", (g, gen, g))]
+        added = list(self._rows("AND added_gen > ? AND added_gen <= ?", (g, gen),
+                                hint=self.store.hint("vectors_added")))
         if gone:
             self.index.remove_ids(np.asarray(gone, dtype=np.int64))
-        for ids, vecs in self._live_rows("AND added_gen > ? AND added_gen <= ?", (g, gen),
-                                         hint="INDEXED BY vectors_added"):
+        for ids, vecs in added:
             self.index.add_with_ids(vecs, ids)
         self.generation = gen
 
     def refresh(self) -> None:
         """Catch up with writes committed since (by this or another process)."""
         with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                meta = self._meta()
+            with self.store.transaction():
+                meta = self.store.meta()
                 gen, ckpt = int(meta["generation"]), int(meta["checkpoint_gen"])
                 if gen == self.generation:
                     return
-                if ckpt > self.generation:  # tombstones up to ckpt may be purged: reload
-                    stale = True
-                else:
-                    stale = False
+                stale = ckpt > self.generation  # tombstones up to ckpt may be purged: reload
+                if not stale:
                     self._replay(gen)
-            finally:
-                self._db.execute("COMMIT")
             if stale:
                 self._load()
+            self._outgrown()
+
+    def _outgrown(self) -> None:
+        """A database gallery has no checkpoint to convert at: past ``ivf_threshold``, every
+        replica rebuilds its flat index as IVF when it replays that far."""
+        if self.path is None and self.kind == "flat" and self.index.ntotal > self.ivf_threshold:
+            with self.store.transaction():
+                self._rebuild(self.generation)
 
     def _clean_files(self) -> None:
         """Remove checkpoints older than the recorded one and temp files of interrupted writes."""
+        if self.path is None:
+            return
         ckpt = self._checkpoint_gen
         for f in self.path.iterdir():
             m = _INDEX_RE.match(f.name)
@@ -369,39 +332,33 @@ class Gallery:
 
     # ---------------------------------------------------------------------------------- writes
 
-    @_sqlite_errors
-    def checkpoint(self, force: bool = False) -> Path:
+    @_store_errors
+    def checkpoint(self, force: bool = False) -> Path | None:
         """Write the in-memory index to ``index-<gen>.faiss`` and record it (converting to IVF first
         when the gallery has outgrown ``ivf_threshold``). ``force`` also replaces a recorded
-        checkpoint of the same generation (one that failed its checksum and was rebuilt)."""
+        checkpoint of the same generation (one that failed its checksum and was rebuilt). A
+        database gallery keeps no checkpoint (None)."""
         with self._lock:
             self.refresh()
+            if self.path is None:
+                return None
             if self.kind == "flat" and self.index.ntotal > self.ivf_threshold:
-                self._db.execute("BEGIN")
-                try:
+                with self.store.transaction():
                     self._rebuild(self.generation)
-                finally:
-                    self._db.execute("COMMIT")
             gen = self.generation
             final = self.path / f"index-{gen:012d}-{os.getpid()}.faiss"
             tmp = self.path / f".index-{gen:012d}.{os.getpid()}.{threading.get_ident()}.tmp"
             sha = index_files.write_index_file(self.index, tmp, final)
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                meta = self._meta()
+            with self.store.transaction(write=True):
+                meta = self.store.meta()
                 recorded, recorded_file = int(meta["checkpoint_gen"]), meta["checkpoint_file"]
                 record = gen > recorded or (force and gen == recorded)
                 if record:
-                    self._db.executemany("UPDATE meta SET value=? WHERE key=?",
-                                         [(str(gen), "checkpoint_gen"), (sha, "checkpoint_sha1"),
-                                          (final.name, "checkpoint_file")])
+                    self.store.set_meta({"checkpoint_gen": gen, "checkpoint_sha1": sha,
+                                         "checkpoint_file": final.name})
                     # tombstones the checkpoint already reflects are no longer needed for replay
-                    self._db.execute("DELETE FROM vectors WHERE removed_gen IS NOT NULL AND removed_gen <= ?",
-                                     (gen,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                    self.store.execute(
+                        "DELETE FROM vectors WHERE removed_gen IS NOT NULL AND removed_gen <= ?", (gen,))
             if record:
                 self._checkpoint_gen, self._checkpoint_file = gen, final.name
                 self._clean_files()
@@ -413,28 +370,27 @@ class Gallery:
     def _write(self, fn) -> int:
         """Run ``fn(new_gen)`` inside one write transaction that bumps the generation."""
         self.refresh()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            gen = self._db_generation() + 1
+        with self.store.transaction(write=True):
+            gen = int(self.store.meta()["generation"]) + 1
             result = fn(gen)
-            self._db.execute("UPDATE meta SET value=? WHERE key='generation'", (str(gen),))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._replay(gen)
-        c = self._checkpoint_gen  # two indexed counts (an OR would scan the table)
-        pending = sum(self._db.execute(f"SELECT COUNT(*) FROM vectors WHERE {col} > ?", (c,)).fetchone()[0]
-                      for col in ("added_gen", "removed_gen"))
-        # amortised: a checkpoint rewrites the whole index, so wait for a tenth of it to be new
-        if pending >= max(self.checkpoint_every, int(self.index.ntotal) // 10):
-            self.checkpoint()
+            self.store.set_meta({"generation": gen})
+            self.store.notify(gen)
+        with self.store.transaction():
+            self._replay(gen)
+        self._outgrown()
+        if self.path is not None:
+            c = self._checkpoint_gen  # two indexed counts (an OR would scan the table)
+            pending = sum(self.store.execute(f"SELECT COUNT(*) FROM vectors WHERE {col} > ?",
+                                             (c,)).fetchone()[0] for col in ("added_gen", "removed_gen"))
+            # amortised: a checkpoint rewrites the whole index, so wait for a tenth of it to be new
+            if pending >= max(self.checkpoint_every, int(self.index.ntotal) // 10):
+                self.checkpoint()
         return result
 
     def _check_model(self, model: str | None) -> None:
         if model is not None and model != self.model_id:
             raise UserError(
-                f"{self.path}: embeddings come from model {model}, but this gallery holds model "
+                f"{self.location}: embeddings come from model {model}, but this gallery holds model "
                 f"{self.model_id}'s; models cannot be mixed (create another gallery)"
             )
 
@@ -444,7 +400,7 @@ class Gallery:
         return self.enroll_many([identity] * len(np.atleast_2d(np.asarray(embeddings))), embeddings,
                                 sources, model, contents)
 
-    @_sqlite_errors
+    @_store_errors
     def enroll_many(self, identities: Sequence[str], embeddings, sources: Sequence[str] | None = None,
                     model: str | None = None, contents: Sequence[str] | None = None) -> list[int]:
         """Add images (one identity per row) in one transaction; returns the new rows' vector ids.
@@ -467,7 +423,7 @@ class Gallery:
 
         def insert(gen: int) -> list[int]:
             seen = set()
-            for ident in set(identities):  # inside the write transaction: no race with another writer
+            for ident in set(identities):  # under the write lock: no race with another writer
                 hashes = [c for i, c in zip(identities, contents) if i == ident and c]
                 seen |= {(ident, c) for c in self._held(ident, hashes)}
             keep = []
@@ -475,15 +431,12 @@ class Gallery:
                 if not key[1] or key not in seen:
                     keep.append(k)
                     seen.add(key)
-            first = self._db.execute("SELECT COALESCE(MAX(vector_id), 0) FROM vectors").fetchone()[0]
-            seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='vectors'").fetchone()
-            first = max(first, seq[0] if seq else 0) + 1
-            ids = list(range(first, first + len(keep)))
-            self._db.executemany(
+            ids = self.store.new_vector_ids(len(keep)) if keep else []
+            self.store.executemany(
                 "INSERT INTO vectors (vector_id, identity, source, content, model_id, added_gen, added_at, "
                 "embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                ((i, identities[k], sources[k], contents[k], self.model_id, gen, now, x[k].tobytes())
-                 for i, k in zip(ids, keep)))
+                [(i, identities[k], sources[k], contents[k], self.model_id, gen, now, x[k].tobytes())
+                 for i, k in zip(ids, keep)])
             return ids
 
         with self._lock:
@@ -493,79 +446,79 @@ class Gallery:
         held = set()
         for start in range(0, len(contents), 900):  # SQLite's bound-parameter limit
             part = list(contents[start:start + 900])
-            held |= {r[0] for r in self._db.execute(
+            held |= {r[0] for r in self.store.execute(
                 f"SELECT content FROM vectors WHERE identity=? AND removed_gen IS NULL "
                 f"AND content IN ({','.join('?' * len(part))})", [identity, *part])}
         return held
 
-    @_sqlite_errors
+    @_store_errors
     def enrolled_contents(self, identity: str, contents: Sequence[str]) -> set[str]:
         """The content hashes among ``contents`` that ``identity`` already holds."""
         with self._lock:
             return self._held(identity, [c for c in contents if c])
 
-    @_sqlite_errors
+    @_store_errors
     def remove(self, identity: str) -> int:
         """Remove every image of ``identity``; returns how many (0 when unknown). The embeddings
-        leave every file of the gallery at once (module docstring, "Privacy")."""
+        leave the database at once (module docstring, "Privacy")."""
         identity = check_stored_identity(identity)
 
         def mark(gen: int) -> int:
-            cur = self._db.execute(
-                "UPDATE vectors SET removed_gen=?, embedding=X'', source='', content='' "
-                "WHERE identity=? AND removed_gen IS NULL", (gen, identity))
+            cur = self.store.execute(
+                "UPDATE vectors SET removed_gen=?, embedding=?, source='', content='' "
+                "WHERE identity=? AND removed_gen IS NULL", (gen, b"", identity))
             return cur.rowcount
 
         with self._lock:
             n = self._write(mark)
             if n:
                 self.checkpoint()  # the previous checkpoint file still holds the removed vectors
-                with contextlib.suppress(sqlite3.OperationalError):
-                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # and so do old WAL frames
+                self.store.after_remove()
             return n
 
     # ---------------------------------------------------------------------------------- reads
 
-    @_sqlite_errors
+    @_store_errors
     def __len__(self) -> int:
         with self._lock:
             self.refresh()
             return int(self.index.ntotal)
 
-    @_sqlite_errors
+    @_store_errors
     def identities(self) -> list[tuple[str, int]]:
-        """``(identity, number of images)`` sorted by identity."""
+        """``(identity, number of images)`` sorted by identity (code point order)."""
         with self._lock:
-            return [(r[0], r[1]) for r in self._db.execute(
-                "SELECT identity, COUNT(*) FROM vectors WHERE removed_gen IS NULL "
-                "GROUP BY identity ORDER BY identity")]
+            return sorted((r[0], int(r[1])) for r in self.store.execute(
+                "SELECT identity, COUNT(*) FROM vectors WHERE removed_gen IS NULL GROUP BY identity"))
 
-    @_sqlite_errors
+    @_store_errors
     def info(self) -> dict:
         with self._lock:
             self.refresh()
-            n_ids = self._db.execute(
+            n_ids = self.store.execute(
                 "SELECT COUNT(DISTINCT identity) FROM vectors WHERE removed_gen IS NULL").fetchone()[0]
-            return {"path": str(self.path), "model_id": self.model_id, "dim": self.dim, "kind": self.kind,
+            return {"path": self.location, "model_id": self.model_id, "dim": self.dim, "kind": self.kind,
                     "images": int(self.index.ntotal), "identities": int(n_ids), "generation": self.generation,
                     "checkpoint_generation": self._checkpoint_gen, "ivf_threshold": self.ivf_threshold,
                     "nprobe": self.nprobe}
 
-    @_sqlite_errors
+    @_store_errors
     def vectors_of(self, identity: str) -> np.ndarray:
         with self._lock:
-            rows = self._db.execute("SELECT embedding FROM vectors WHERE identity=? AND removed_gen IS NULL",
-                                    (identity,)).fetchall()
+            rows = self.store.execute(
+                "SELECT embedding FROM vectors WHERE identity=? AND removed_gen IS NULL",
+                (identity,)).fetchall()
         return np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
 
-    @_sqlite_errors
+    @_store_errors
     def search(self, queries, k: int = 5, group: str = "max", model: str | None = None,
                candidates: int | None = None) -> list[list[Match]]:
         """The top ``k`` identities for each query, best first.
 
         ``group="max"``: an identity scores its best image; ``"mean"``: the mean cosine over all of
         its images (computed exactly for every identity the index proposes). ``candidates`` images
-        are fetched from the index per query (default ``max(8k, 64)``).
+        are fetched from the index per query (default ``max(8k, 64)``). Every hit is looked up in
+        the database before answering: one removed since (here or by another process) is dropped.
         """
         if group not in GROUPINGS:
             raise UserError(f"group '{group}': expected one of {', '.join(GROUPINGS)}")
@@ -585,7 +538,7 @@ class Gallery:
             for start in range(0, len(wanted), 900):  # SQLite's bound-parameter limit
                 part = wanted[start:start + 900]
                 marks = ",".join("?" * len(part))
-                rows.update({r[0]: (r[1], r[2]) for r in self._db.execute(
+                rows.update({r[0]: (r[1], r[2]) for r in self.store.execute(
                     f"SELECT vector_id, identity, source FROM vectors WHERE removed_gen IS NULL "
                     f"AND vector_id IN ({marks})", part)})
             return [group_matches(scores[qi], ids[qi], rows, int(k), q[qi] if group == "mean" else None,
@@ -594,3 +547,8 @@ class Gallery:
 
 def open_gallery(path: str | os.PathLike, **options) -> Gallery:
     return Gallery(path, **options)
+
+
+def gallery_exists(location: str | os.PathLike) -> bool:
+    """Whether ``location`` (a folder or a ``postgresql://`` URL) holds a gallery."""
+    return store_class(location).exists(location if is_database_url(location) else Path(location))

@@ -37,6 +37,13 @@ semaphore), so N concurrent 6000x6000 uploads hold at most ``max_decodes`` decod
 aligned crops then go to one embedding thread that stacks the crops of concurrent requests into
 one batch (:mod:`faceforge.deploy.batching`, a ``batch_window_ms`` window). The gallery serialises
 its writes itself and searches see every committed enrolment.
+
+Replicas. ``--gallery postgresql://...`` lets several service processes (on one machine or many)
+share one gallery: an enrolment acknowledged by one is found by every search any of them starts
+afterwards, and a removal acknowledged by one is never answered again by any
+(:mod:`faceforge.deploy.gallery`, "Replicas"). While the database cannot be reached, requests that
+need it fail with 503 ``database_unavailable`` (``Retry-After: 1``) and the service reconnects by
+itself; a retried enrolment adds nothing twice.
 """
 
 
@@ -58,7 +65,7 @@ log = logging.getLogger("faceforge.serve")
 
 STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                 413: "too_large", 415: "unsupported_media_type", 422: "invalid_request",
-                500: "internal_error"}
+                500: "internal_error", 503: "database_unavailable"}
 
 
 @dataclass
@@ -123,10 +130,11 @@ class FaceService:
         if config.threshold is not None:
             self.analyzer.threshold = float(config.threshold)
         self.model_id = analyzer_model_id(self.analyzer)
-        self.gallery = Gallery(config.gallery)
+        # follow: replay other replicas' writes as they commit (a gallery shared through PostgreSQL)
+        self.gallery = Gallery(config.gallery, follow=True)
         if self.gallery.model_id != self.model_id:
             self.gallery.close()
-            raise UserError(f"--gallery {config.gallery}: made with model {self.gallery.model_id}, "
+            raise UserError(f"--gallery {self.gallery.location}: made with model {self.gallery.model_id}, "
                             f"but --model is {self.model_id}")
         self._slots = threading.BoundedSemaphore(int(config.max_decodes))
         # the slots' work runs on max_decodes threads of its own: the allocator keeps freed buffers per
@@ -246,6 +254,7 @@ def create_app(config: ServiceConfig, analyzer=None):
 
     from faceforge.deploy.commands import _face_record, identify_faces, verify_faces
     from faceforge.deploy.gallery_records import IDENTITY_RULE
+    from faceforge.deploy.gallery_store import GalleryUnavailable
 
     if not config.insecure_no_auth and not config.api_key:
         raise UserError("serve: an API key is required (set it in the --api-key-env variable), "
@@ -274,6 +283,12 @@ def create_app(config: ServiceConfig, analyzer=None):
     @app.exception_handler(UserError)
     async def _user_error(request, exc: UserError):
         return err(422, "invalid_request", service.public(str(exc)))
+
+    @app.exception_handler(GalleryUnavailable)
+    async def _unavailable(request, exc: GalleryUnavailable):  # the gallery's database is away: retry
+        response = err(503, "database_unavailable", "the gallery database is unavailable; retry shortly")
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request, exc: RequestValidationError):
@@ -483,6 +498,11 @@ def api_key_from_env(name: str) -> str | None:
 
 
 def check_gallery_path(path: str) -> str:
+    """A gallery folder, or a ``postgresql://`` URL (checked when the service opens it)."""
+    from faceforge.deploy.gallery_store import is_database_url
+
+    if is_database_url(path):
+        return path
     if not (Path(path) / "gallery.sqlite").is_file():
         raise UserError(f"--gallery {path}: not a gallery (create it with 'faceforge gallery create')")
     return path
