@@ -100,3 +100,55 @@ def test_card_inside_a_checkpoint_is_checked(ws, tmp_path):
     line = assert_one_line_error(["verify", str(ws["a"]), str(ws["b"]), "--aligned",
                                   "--model", str(tmp_path / "nan.ckpt")])
     assert "calibration: threshold: expected a finite number" in line
+
+
+# -- 2. values parsed from user text are checked against the target's declared types -------------
+
+
+@pytest.fixture(scope="module")
+def peer_pth(ws):
+    from faceforge.models.convert import export_checkpoint
+
+    path = ws["root"] / "peer.pth"
+    export_checkpoint(ws["ckpt"], "arcface_torch", path)
+    return path
+
+
+@pytest.mark.parametrize("value, says", [
+    ('!!python/object/apply:os.system ["echo hi"]', "option 'model.width': expected an integer"),
+    ("[1, 2]", "option 'model.width': expected an integer, got [1, 2]"),
+    ("1.5", "expected an integer, got 1.5"),
+    ("0", "cannot be built with width=0: ValueError"),
+    ("-3", "cannot be built with width=-3: RuntimeError"),
+])
+def test_import_option_values_are_checked(ws, peer_pth, tmp_path, value, says):
+    line = assert_one_line_error(["import", str(peer_pth), "--from", "arcface_torch", "--backbone",
+                                  "mobilefacenet_tiny", "--out", str(tmp_path / "x.ckpt"),
+                                  "--option", f"width={value}"])
+    assert says in line
+
+
+def test_set_values_reach_components_checked(tmp_path):
+    for item, says in (("model.width=[1, 2]", "expected an integer"),
+                       ("model.input_size=abc", "expected a list such as [112, 112]"),
+                       ("head.s=.nan", "expected a finite number")):
+        line = assert_one_line_error(["train", "--set", "model.backbone=mobilefacenet_tiny", "--set", item,
+                                      "--set", f"output={tmp_path}/run", "--set", "data.train=synthetic:4x2"])
+        assert says in line, line
+
+
+def test_third_party_terminal_codes_are_stripped(tmp_path):
+    import torch
+
+    from faceforge.errors import clean_message
+
+    assert clean_message("\x1b[1mbold\x1b[0m and \x1b]0;title\x07 \x07bell") == "bold and bell"
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pth")
+    line = assert_one_line_error(["import", str(tmp_path / "evil.pth"), "--from", "arcface_torch",
+                                  "--backbone", "mobilefacenet_tiny", "--out", str(tmp_path / "x.ckpt")])
+    assert "\x1b" not in line and "UnpicklingError" in line

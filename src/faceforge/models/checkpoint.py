@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from faceforge.atomic import atomic_torch_save
-from faceforge.errors import UserError
+from faceforge.errors import UserError, clean_message
 
 FORMAT = "faceforge-checkpoint"
 
@@ -140,7 +140,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
+    return clean_message(text.splitlines()[0], 200) if text else type(e).__name__
 
 
 def _numpy_data_globals() -> list:
