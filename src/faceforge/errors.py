@@ -35,3 +35,16 @@ def clean_message(message: object, limit: int = 300) -> str:
     text = _TERMINAL_CODES.sub("", str(message))
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """One ``faceforge: warning: ...`` line on stderr, once per message per process (a thing
+    that still works but deserves a word, e.g. an old file format loaded without a check)."""
+    import sys
+
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"faceforge: warning: {clean_message(message, 4000)}", file=sys.stderr)
