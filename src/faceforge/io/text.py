@@ -29,6 +29,10 @@ def read_text(path: str | Path, where: str | None = None, max_bytes: int = MAX_T
         data = path.read_bytes()
     except OSError as e:
         raise UserError(f"{where}: cannot read ({clean_message(e.strerror or e)})") from None
+    nul = data.find(b"\0")
+    if nul >= 0:  # valid UTF-8 but binary: its "lines" would become nonsense names
+        line = data[:nul].count(b"\n") + 1
+        raise UserError(f"{where}: line {line}: a NUL byte at offset {nul}: a binary file, not text")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
