@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from conftest import write_identity_crops, write_tiny_checkpoint
@@ -100,3 +101,153 @@ def test_card_inside_a_checkpoint_is_checked(ws, tmp_path):
     line = assert_one_line_error(["verify", str(ws["a"]), str(ws["b"]), "--aligned",
                                   "--model", str(tmp_path / "nan.ckpt")])
     assert "calibration: threshold: expected a finite number" in line
+
+
+# -- 2. values parsed from user text are checked against the target's declared types -------------
+
+
+@pytest.fixture(scope="module")
+def peer_pth(ws):
+    from faceforge.models.convert import export_checkpoint
+
+    path = ws["root"] / "peer.pth"
+    export_checkpoint(ws["ckpt"], "arcface_torch", path)
+    return path
+
+
+@pytest.mark.parametrize("value, says", [
+    ('!!python/object/apply:os.system ["echo hi"]', "option 'model.width': expected an integer"),
+    ("[1, 2]", "option 'model.width': expected an integer, got [1, 2]"),
+    ("1.5", "expected an integer, got 1.5"),
+    ("0", "cannot be built with width=0: ValueError"),
+    ("-3", "cannot be built with width=-3: RuntimeError"),
+])
+def test_import_option_values_are_checked(ws, peer_pth, tmp_path, value, says):
+    line = assert_one_line_error(["import", str(peer_pth), "--from", "arcface_torch", "--backbone",
+                                  "mobilefacenet_tiny", "--out", str(tmp_path / "x.ckpt"),
+                                  "--option", f"width={value}"])
+    assert says in line
+
+
+def test_set_values_reach_components_checked(tmp_path):
+    for item, says in (("model.width=[1, 2]", "expected an integer"),
+                       ("model.input_size=abc", "expected a list such as [112, 112]"),
+                       ("head.s=.nan", "expected a finite number")):
+        line = assert_one_line_error(["train", "--set", "model.backbone=mobilefacenet_tiny", "--set", item,
+                                      "--set", f"output={tmp_path}/run", "--set", "data.train=synthetic:4x2"])
+        assert says in line, line
+
+
+def test_third_party_terminal_codes_are_stripped(tmp_path):
+    import torch
+
+    from faceforge.errors import clean_message
+
+    assert clean_message("\x1b[1mbold\x1b[0m and \x1b]0;title\x07 \x07bell") == "bold and bell"
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pth")
+    line = assert_one_line_error(["import", str(tmp_path / "evil.pth"), "--from", "arcface_torch",
+                                  "--backbone", "mobilefacenet_tiny", "--out", str(tmp_path / "x.ckpt")])
+    assert "\x1b" not in line and "UnpicklingError" in line
+
+
+# -- 3. the checkpoint hash is required in the current format --------------------------------------
+
+
+def test_checkpoint_without_its_hash(ws, tmp_path, capsys):
+    import torch
+
+    from faceforge.models.checkpoint import VERSION, read_checkpoint
+
+    obj = torch.load(ws["ckpt"], weights_only=True)
+    assert obj["version"] == VERSION == 2 and "sha256" in obj
+    del obj["sha256"]
+    obj["backbone"]["state_dict"] = {k: torch.full_like(v, 1e6) if v.is_floating_point() else v
+                                     for k, v in obj["backbone"]["state_dict"].items()}
+    torch.save(obj, tmp_path / "nohash.ckpt")
+    line = assert_one_line_error(["verify", str(ws["a"]), str(ws["b"]), "--aligned", "--threshold", "0.3",
+                                  "--model", str(tmp_path / "nohash.ckpt")])
+    assert "sha256 content hash is missing" in line
+    obj["version"] = 1  # an older file: loads, with one warning line
+    torch.save(obj, tmp_path / "old.ckpt")
+    capsys.readouterr()
+    assert read_checkpoint(tmp_path / "old.ckpt")["version"] == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("faceforge: warning: ") and "without a content hash" in err[0]
+    obj["version"] = 7
+    torch.save(obj, tmp_path / "future.ckpt")
+    with pytest.raises(UserError, match="format version 7"):
+        read_checkpoint(tmp_path / "future.ckpt")
+
+
+# -- 4. one reader for user text files -------------------------------------------------------------
+
+
+def test_text_reader_names_file_and_line(tmp_path):
+    from faceforge.io.text import read_text
+
+    (tmp_path / "latin1.txt").write_bytes(b"a.jpg\nb.jpg\ncaf\xe9.jpg\n")
+    with pytest.raises(UserError, match=r"latin1.txt: line 3: not UTF-8 text \(byte 0xe9"):
+        read_text(tmp_path / "latin1.txt")
+    (tmp_path / "nul.txt").write_bytes(b"a.jpg\n\0\0")
+    with pytest.raises(UserError, match=r"nul.txt: line 2: a NUL byte"):
+        read_text(tmp_path / "nul.txt")
+    with pytest.raises(UserError, match="file not found"):
+        read_text(tmp_path / "absent.txt")
+    with pytest.raises(UserError, match="not a file"):
+        read_text(tmp_path)
+    with pytest.raises(UserError, match="more than the 4"):
+        read_text(tmp_path / "latin1.txt", max_bytes=4)
+
+
+def test_embed_lists_binary_and_missing(ws, tmp_path):
+    (tmp_path / "binary.txt").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "missing.txt").write_text(f"{tmp_path}/nope1.jpg\n{tmp_path}/nope2.jpg\n")
+    base = ["embed", "--aligned", "--model", str(ws["ckpt"]), "--out", str(tmp_path / "e.npz")]
+    line = assert_one_line_error(base + [f"@{tmp_path}/binary.txt"])
+    assert "binary.txt: line 1: a NUL byte" in line
+    line = assert_one_line_error(base + [f"@{tmp_path}/missing.txt"])
+    assert "none of the 2 images exists (missing: " in line and "nope1.jpg" in line
+
+
+def test_config_not_utf8_is_one_line(tmp_path):
+    (tmp_path / "c.yaml").write_bytes(b"seed: 1\noutput: r\xe9sultats\n")
+    line = assert_one_line_error(["train", str(tmp_path / "c.yaml")])
+    assert "c.yaml: line 2: not UTF-8" in line
+
+
+# -- 5. numbers read from files: finite and in range ------------------------------------------------
+
+
+def test_ijb_points_out_of_range(tmp_path):
+    from faceforge.eval.ijb_data import open_ijb
+    from test_eval_ijb import _write_tree
+
+    root = tmp_path / "IJBC"
+    _write_tree(root, subjects=2)
+    p = root / "meta/ijbc_name_5pts_score.txt"
+    lines = p.read_text().splitlines()
+    parts = lines[3].split()
+    parts[1] = "1e300"
+    lines[3] = " ".join(parts)
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=r"ijbc_name_5pts_score.txt: line 4: x1 1e\+300 is out of range"):
+        open_ijb(f"ijbc:{root}")
+
+
+@pytest.mark.parametrize("value", ["inf", "1e300", "-1e9"])
+def test_landmark_label_numbers_out_of_range(tmp_path, value):
+    from faceforge.landmarks.label_file import read_labels
+
+    row = ["a.png"] + ["10.5"] * 176
+    row[7] = value
+    (tmp_path / "l.csv").write_text(",".join(row) + "\n")
+    with pytest.raises(UserError, match=rf"l.csv:1: coordinate {value} is not a pixel position"):
+        read_labels(tmp_path / "l.csv")
+    row[7] = "nan"  # a missing point stays allowed (cleaning drops it with a reason)
+    (tmp_path / "l.csv").write_text(",".join(row) + "\n")
+    assert np.isnan(read_labels(tmp_path / "l.csv").points).sum() == 1

@@ -436,9 +436,12 @@ def resolve_config(path: str | Path) -> Path:
 def load_yaml(path: str | Path) -> dict:
     import yaml
 
+    from faceforge.io.text import read_text
+
     path = resolve_config(path)
+    text = read_text(path)  # not UTF-8 or unreadable: one line naming the file (and line)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark else ""

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
+
+# CSI sequences (colours, cursor moves), OSC strings (titles, links), other escapes, control bytes
+_TERMINAL_CODES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]"
+)
 
 
 class UserError(Exception):
@@ -21,3 +27,24 @@ def closest(name: str, choices: Iterable[str]) -> str:
         return f"did you mean '{match[0]}'?"
     shown = ", ".join(choices[:30]) + (", ..." if len(choices) > 30 else "")
     return f"valid: {shown}"
+
+
+def clean_message(message: object, limit: int = 300) -> str:
+    """A third-party message made safe for one error line: terminal escape codes (colours, cursor
+    moves, OSC titles) and control characters removed, whitespace runs folded, cut at ``limit``."""
+    text = _TERMINAL_CODES.sub("", str(message))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """One ``faceforge: warning: ...`` line on stderr, once per message per process (a thing
+    that still works but deserves a word, e.g. an old file format loaded without a check)."""
+    import sys
+
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"faceforge: warning: {clean_message(message, 4000)}", file=sys.stderr)

@@ -77,15 +77,66 @@ class Registry:
     def build(self, name: str, where: str | None = None, **kwargs: Any) -> Any:
         """Build ``name`` with ``kwargs``; an unknown keyword is a UserError naming ``where``."""
         entry = self.entry(name)
-        if not entry.accepts_any_kwargs():
-            valid = entry.parameters()
-            for key in kwargs:
-                if key not in valid:
-                    loc = f"{where}." if where else ""
-                    raise UserError(
-                        f"{self.kind} '{name}' has no option '{loc}{key}': {closest(key, valid)}"
-                    )
+        valid = entry.parameters()
+        loc = f"{where}." if where else ""
+        for key, value in kwargs.items():
+            if key in valid:
+                problem = option_problem(valid[key], value)
+                if problem:
+                    raise UserError(f"{self.kind} '{name}' option '{loc}{key}': {problem}")
+            elif not entry.accepts_any_kwargs():
+                raise UserError(f"{self.kind} '{name}' has no option '{loc}{key}': {closest(key, valid)}")
         return entry.fn(**kwargs)
+
+
+_KINDS = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _declared(param: inspect.Parameter) -> tuple[type | None, bool]:
+    """(the scalar type or tuple/list a parameter declares, whether None is allowed), from its
+    default's type or, failing that, its annotation (``int``, ``float | None``, ...)."""
+    default = param.default
+    if default is not param.empty and default is not None:
+        return type(default), False
+    ann = param.annotation
+    text = ann if isinstance(ann, str) else getattr(ann, "__name__", "") if ann is not param.empty else ""
+    parts = [t.strip() for t in text.split("|")]
+    kinds = [_KINDS[t] for t in parts if t in _KINDS]
+    return (kinds[0] if len(kinds) == 1 else None), ("None" in parts or default is None)
+
+
+def option_problem(param: inspect.Parameter, value: Any) -> str | None:
+    """Why ``value`` (typically parsed from ``--option``/``--set`` text) does not fit the type
+    ``param`` declares, or None when it fits or nothing is declared."""
+    kind, optional = _declared(param)
+    if kind is None or (value is None and optional):
+        return None
+    if kind in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            return f"expected a list such as {list(param.default)!r}, got {value!r}"
+        sample = param.default[0] if param.default else None
+        if type(sample) in (int, float, bool, str):
+            for v in value:
+                problem = _scalar_problem(type(sample), v)
+                if problem:
+                    return f"{problem} (inside {value!r})"
+        return None
+    return _scalar_problem(kind, value) if kind in (int, float, bool, str) else None
+
+
+def _scalar_problem(kind: type, value: Any) -> str | None:
+    import math
+
+    if kind is bool:
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if kind is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else (
+            f"expected an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected a number, got {value!r}"
+        return None if math.isfinite(value) else f"expected a finite number, got {value!r}"
+    return None if isinstance(value, str) else f"expected a string, got {value!r}"
 
 
 BACKBONES = Registry("backbone", "faceforge.models.backbones")

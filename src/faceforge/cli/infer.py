@@ -101,7 +101,10 @@ def run_embed(args) -> int:
                     detector=args.detector, device=args.device, workers=args.workers, batch=args.batch,
                     card=args.card, multi=args.multi, progress=progress_callback("embed", not args.quiet))
     print(f"{r['faces']} faces from {r['images']} images -> {r['out']} (dim {r['dim']}); "
-          f"skipped: {len(r['not_images'])} not images, {len(r['no_face'])} without a face")
+          f"skipped: {len(r['not_images'])} not images, {len(r['no_face'])} without a face, "
+          f"{len(r['missing'])} missing")
+    for f in r["missing"]:
+        print(f"  missing: {f}")
     for f in r["not_images"]:
         print(f"  not an image: {f}")
     for f in r["no_face"]:

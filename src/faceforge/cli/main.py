@@ -13,7 +13,7 @@ import pkgutil
 import sys
 import typing
 
-from faceforge.errors import UserError
+from faceforge.errors import UserError, clean_message
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _error(message: str) -> int:
     lines = message.strip().splitlines() or ["unknown error"]
-    print(f"faceforge: error: {lines[0]}", file=sys.stderr)
+    print(f"faceforge: error: {clean_message(lines[0], 4000)}", file=sys.stderr)  # no terminal codes
     return 2
 
 

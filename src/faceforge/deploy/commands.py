@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.errors import UserError
+from faceforge.io.text import read_text
 
 ENROL_CHUNK = 64  # images decoded and committed together by enroll_files
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff")
@@ -139,7 +140,8 @@ def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
         if text.startswith("@") or (path.is_file() and path.suffix.lower() in (".txt", ".lst")):
             if not path.is_file():
                 raise UserError(f"{text}: list file not found")
-            files.extend(path.parent / line.strip() for line in path.read_text().splitlines() if line.strip())
+            lines = read_text(path, f"list file {path}").splitlines()
+            files.extend(path.parent / line.strip() for line in lines if line.strip())
         elif path.is_dir():
             files.extend(_image_files([path]))
         elif path.is_file():
@@ -172,6 +174,11 @@ def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLik
     paths = expand_sources(paths)
     if not paths:
         raise UserError("embed: no image given")
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if len(missing) == len(paths):
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise UserError(f"embed: none of the {len(paths)} images exists (missing: {shown})")
+    paths = [p for p in paths if Path(p).is_file()]
     analyzer = load_analyzer(model, detector, device, card=card, multi=multi)
     from faceforge.embed.extract import looks_aligned
 
@@ -200,14 +207,15 @@ def embed_files(paths: Sequence[str | os.PathLike], model, out: str | os.PathLik
             scores.append(f.score)
     if not rows:
         raise UserError(f"embed: no face found in any of the {len(paths)} images "
-                        f"({len(not_images)} not images, {len(no_face)} without a face)")
+                        f"({len(not_images)} not images, {len(no_face)} without a face"
+                        f"{f', and {len(missing)} more missing' if missing else ''})")
     with atomic_open(out, "wb") as f:
         np.savez(f, embeddings=np.stack(rows).astype(np.float32), files=np.array(files), face=np.array(index),
                  boxes=np.stack(boxes).astype(np.float32), points=np.stack(points).astype(np.float32),
                  scores=np.array(scores, np.float32), model_id=np.array(analyzer_model_id(analyzer)),
                  flip=np.array(analyzer.flip))
     return {"out": str(out), "faces": len(rows), "images": len(paths) - len(not_images),
-            "not_images": not_images, "no_face": no_face, "dim": int(rows[0].shape[0]),
+            "not_images": not_images, "no_face": no_face, "missing": missing, "dim": int(rows[0].shape[0]),
             "unaligned": unaligned}
 
 
@@ -225,6 +233,8 @@ def verify_files(a: str | os.PathLike, b: str | os.PathLike, model, threshold: f
 
 def verify_faces(analyzer, fa, fb) -> dict:
     sim = float(np.dot(fa.embedding, fb.embedding))
+    if not np.isfinite(sim):
+        raise UserError("verify: the model gives non-finite embeddings (damaged or diverged weights?)")
     thr = analyzer.threshold
     if thr is None:
         raise UserError("verify: the model has no calibrated threshold; pass --threshold or calibrate it "

@@ -153,6 +153,19 @@ def _named_rows(path: Path, where: str, columns: list[tuple[str, type]]) -> tupl
     return names, values
 
 
+MAX_VALUE = 1e6  # points are loose-crop pixels and scores detector confidences: larger is damage
+
+
+def _check_range(values: np.ndarray, where: str, columns: list[str], limit: float) -> None:
+    """Finite values can still be absurd (a coordinate of 1e300 overflows the alignment): the first
+    one beyond +-``limit`` is an error naming its line and column."""
+    bad = np.abs(values) > limit
+    if bad.any():
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        raise UserError(f"{where}: line {row + 1}: {columns[col]} {values[row, col]:g} is out of range "
+                        f"(at most {limit:g} in magnitude)")
+
+
 def _locate_bad_row(lines: list[str], where: str, columns: list[tuple[str, type]]) -> None:
     """Walk the lines and raise for the first one that does not parse (the slow, exact path)."""
     spec = " ".join(name for name, _ in columns)
@@ -216,6 +229,8 @@ def open_ijb(spec: str, pairs: bool = True) -> IJBSet:
     tid_names, tid = _named_rows(tid_path, tid_where, [("template_id", int), ("media_id", int)])
     pts_cols = [(f"{a}{i}", float) for i in range(1, 6) for a in "xy"] + [("score", float)]
     pts_names, pts = _named_rows(pts_path, pts_where, pts_cols)
+    _check_range(tid, tid_where, [name for name, _ in [("template_id", int), ("media_id", int)]], 2.0**53)
+    _check_range(pts, pts_where, [name for name, _ in pts_cols], MAX_VALUE)
     if len(tid_names) != len(pts_names):
         raise UserError(
             f"{pts_where}: {len(pts_names)} lines but {tid_where} has {len(tid_names)} "

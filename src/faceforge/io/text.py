@@ -6,16 +6,11 @@ text are each one ``UserError`` line naming the file (and, for a bad encoding, t
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from faceforge.errors import UserError
+from faceforge.errors import UserError, clean_message
 
 MAX_TEXT_BYTES = 256 << 20  # a list of 1M image paths is ~100 MB; anything larger is not a list
-# CSI sequences (colours, cursor moves), OSC strings (titles, links), other escapes, control bytes
-_TERMINAL_CODES = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]"
-)
 
 
 def read_text(path: str | Path, where: str | None = None, max_bytes: int = MAX_TEXT_BYTES) -> str:
@@ -34,6 +29,10 @@ def read_text(path: str | Path, where: str | None = None, max_bytes: int = MAX_T
         data = path.read_bytes()
     except OSError as e:
         raise UserError(f"{where}: cannot read ({clean_message(e.strerror or e)})") from None
+    nul = data.find(b"\0")
+    if nul >= 0:  # valid UTF-8 but binary: its "lines" would become nonsense names
+        line = data[:nul].count(b"\n") + 1
+        raise UserError(f"{where}: line {line}: a NUL byte at offset {nul}: a binary file, not text")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -42,11 +41,3 @@ def read_text(path: str | Path, where: str | None = None, max_bytes: int = MAX_T
             f"{where}: line {line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
             "save the file as UTF-8"
         ) from None
-
-
-def clean_message(message: object, limit: int = 300) -> str:
-    """A third-party message made safe for one error line: terminal escape codes (colours, cursor
-    moves, OSC titles) and control characters removed, whitespace runs folded, cut at ``limit``."""
-    text = _TERMINAL_CODES.sub("", str(message))
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."

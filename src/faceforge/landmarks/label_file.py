@@ -24,6 +24,7 @@ import numpy as np
 
 from faceforge.data.synthetic import NUM_LANDMARKS, five_from_88, landmarks_header
 from faceforge.errors import UserError
+from faceforge.io.text import read_text
 
 BOX_COLUMNS = ["box_x1", "box_y1", "box_x2", "box_y2"]
 _LM_COLUMNS = [f"lm{i}_{c}" for i in range(NUM_LANDMARKS) for c in "xy"]
@@ -42,12 +43,20 @@ class LandmarkLabels:
         return len(self.paths)
 
 
+MAX_COORD = 1e6  # pixels: far outside any image the gate decodes; larger values are damage, not points
+
+
 def _numbers(values: list[str], where: str) -> np.ndarray:
     try:
-        return np.array([float(v) if v.strip() else np.nan for v in values], np.float64)
+        out = np.array([float(v) if v.strip() else np.nan for v in values], np.float64)
     except ValueError:
         bad = next(v for v in values if not _is_number(v))
         raise UserError(f"{where}: '{bad}' is not a number") from None
+    bad = np.isinf(out) | (np.abs(np.nan_to_num(out)) > MAX_COORD)
+    if bad.any():  # NaN stays: it marks a missing point, which cleaning drops with a reason
+        raise UserError(f"{where}: coordinate {values[int(np.argmax(bad))].strip()} is not a pixel position "
+                        f"(infinite or beyond +-{MAX_COORD:g})")
+    return out
 
 
 def _is_number(text: str) -> bool:
@@ -63,7 +72,7 @@ def read_labels(path: str | Path) -> LandmarkLabels:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"landmark file not found: {path}")
-    text = path.read_text(errors="replace")
+    text = read_text(path)
     first = text.split("\n", 1)[0]
     delimiter = "\t" if "\t" in first else ","
     rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if r and any(c.strip() for c in r)]

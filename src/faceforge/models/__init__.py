@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from faceforge.errors import UserError, clean_message
 from faceforge.registry import BACKBONES, MARGINS
 
 # defaults a backbone's registration may override
@@ -25,7 +26,16 @@ def backbone_meta(name: str) -> dict[str, Any]:
 
 def build_backbone(name: str, **options: Any) -> nn.Module:
     """Build a registered backbone; ``model.meta`` records how its input must be prepared."""
-    model = BACKBONES.build(name, where="model", **options)
+    try:
+        model = BACKBONES.build(name, where="model", **options)
+    except (ValueError, TypeError, RuntimeError, ZeroDivisionError) as e:
+        if not options:
+            raise
+        # options are user text (--option, --set, a config): a value the builder cannot use is
+        # the user's mistake, said in one line (e.g. width=0, a negative size, 3 numbers for 2)
+        shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        raise UserError(f"backbone '{name}' cannot be built with {shown}: {type(e).__name__}: "
+                        f"{clean_message(str(e).splitlines()[0] if str(e) else '', 200)}") from None
     meta = backbone_meta(name)
     meta.update({"backbone": name, "options": dict(options)})
     if "input_size" in options:  # a backbone built for another input (e.g. the upper half face)

@@ -2,7 +2,7 @@
 
 Layout (``format: faceforge-checkpoint``)::
 
-    {"format": "faceforge-checkpoint", "version": 1,
+    {"format": "faceforge-checkpoint", "version": 2,
      "backbone": {"name", "options", "meta", "state_dict"},   # meta: input_size, template, mean, std
      "head": {"name", "options", "weight": [C, D] or None},   # full classifier, un-sharded
      "train": {...}   # optimizer, scheduler, sampler and RNG state (training checkpoints only)
@@ -12,8 +12,13 @@ Layout (``format: faceforge-checkpoint``)::
 Only tensors and plain Python types are stored, so checkpoints load with
 ``torch.load(weights_only=True)``: a received file cannot run code. The content hash covers every
 tensor's bytes, dtype and shape and every plain value; it is checked on load, so flipped bytes
-inside a tensor are an error instead of a silently different model. (Files written before the hash
-existed load without the check.)
+inside a tensor are an error instead of a silently different model.
+
+What the hash protects: integrity (disk or transfer damage, truncation, an edit made without
+re-hashing, a deleted ``sha256`` entry: version 2 files must carry it). What it does not: authenticity.
+Anyone can edit a file and recompute the hash (``write_checkpoint`` does), so it says nothing about
+who wrote the weights; trust a checkpoint only as far as you trust where it came from. Version 1
+files (written before the hash was required) load with a one-line warning when they have none.
 
 ``load_backbone(path)`` returns the eval-mode backbone with ``model.meta`` set.
 """
@@ -31,9 +36,10 @@ import torch
 from torch import nn
 
 from faceforge.atomic import atomic_torch_save
-from faceforge.errors import UserError
+from faceforge.errors import UserError, clean_message, warn_once
 
 FORMAT = "faceforge-checkpoint"
+VERSION = 2  # 2: the sha256 content hash is required; 1: it may be absent (older files)
 
 
 def backbone_record(model: nn.Module) -> dict[str, Any]:
@@ -107,12 +113,13 @@ def write_checkpoint(path: str | Path, obj: dict[str, Any]) -> None:
     """Save a checkpoint dict atomically with its content hash (recomputed: ``obj`` may be a loaded
     checkpoint that was changed)."""
     obj = plain({k: v for k, v in obj.items() if k != "sha256"})
+    obj["version"] = VERSION  # written with its hash, so it is the current format
     obj["sha256"] = content_hash(obj)
     atomic_torch_save(obj, path)
 
 
 def save_checkpoint(path: str | Path, backbone: nn.Module, **extra: Any) -> None:
-    obj = {"format": FORMAT, "version": 1, "backbone": backbone_record(backbone)}
+    obj = {"format": FORMAT, "version": VERSION, "backbone": backbone_record(backbone)}
     obj.update(extra)
     write_checkpoint(path, obj)
 
@@ -140,7 +147,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
+    return clean_message(text.splitlines()[0], 200) if text else type(e).__name__
 
 
 def _numpy_data_globals() -> list:
@@ -171,14 +178,23 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(
             f"{path}: not a faceforge checkpoint (convert peer checkpoints with 'faceforge import')"
         )
+    version = obj.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= VERSION:
+        raise UserError(f"{path}: checkpoint format version {version!r}; this faceforge reads 1 to {VERSION}")
     stored = obj.get("sha256")
-    if stored is not None:
-        try:
-            actual = content_hash(obj)
-        except TypeError as e:
-            raise UserError(f"{path}: damaged checkpoint ({e})") from None
-        if actual != stored:
-            raise UserError(f"{path}: damaged checkpoint: content hash mismatch (the file was altered)")
+    if stored is None:
+        if version >= 2:
+            raise UserError(f"{path}: damaged checkpoint: its sha256 content hash is missing "
+                            f"(required in format version {version}); refusing unchecked weights")
+        warn_once(f"{path}: format version 1 checkpoint without a content hash: loaded unchecked "
+                  "(re-save it to add one)")
+        return obj
+    try:
+        actual = content_hash(obj)
+    except TypeError as e:
+        raise UserError(f"{path}: damaged checkpoint ({e})") from None
+    if actual != stored:
+        raise UserError(f"{path}: damaged checkpoint: content hash mismatch (the file was altered)")
     return obj
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from faceforge.errors import UserError
+from faceforge.errors import UserError, clean_message
 
 # source -> (prefix holding the backbone, prefixes/keys that are not backbone, meta overrides)
 SOURCES: dict[str, dict[str, Any]] = {
@@ -53,7 +53,7 @@ def read_peer_state_dict(src: str | Path) -> dict[str, torch.Tensor]:
         obj = torch.load(src, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(f"{src}: not a readable torch checkpoint of plain tensors ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+                        f"{clean_message(str(e).splitlines()[0] if str(e) else '')})") from None
     for key in ("state_dict", "model", "backbone"):  # common wrappers around the weights
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
