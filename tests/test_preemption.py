@@ -8,7 +8,6 @@ Under torchrun only rank 0 is signalled: the other rank must learn it and stop a
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tiny_data import logged_losses
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -43,16 +44,6 @@ def _sets(data: Path, out: Path) -> list[str]:
     return [a for s in sets for a in ("--set", s)]
 
 
-def _losses(path: Path) -> dict[int, float]:
-    out = {}
-    for line in path.read_text().splitlines():
-        rec = json.loads(line)
-        if "loss_total" in rec:
-            assert rec["step"] not in out, f"step {rec['step']} logged twice"
-            out[rec["step"]] = rec["loss_total"]
-    return out
-
-
 def _signalled(argv: list[str], at: int, signum: int) -> subprocess.CompletedProcess:
     env = {**ENV, "SIGNAL_AT": str(at), "SIGNAL_NUM": str(int(signum))}
     return subprocess.run([sys.executable, "-c", SIGNAL_AT_STEP, *argv], env=env, capture_output=True,
@@ -65,7 +56,7 @@ def test_signal_at_a_random_step_then_resume_matches_uninterrupted(tmp_path, tin
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
     train = [sys.executable, "-m", "faceforge", "train", "--quiet"]
     subprocess.run(train + _sets(tiny_folder, ref_dir), check=True, env=ENV, timeout=300)
-    ref = _losses(ref_dir / "metrics.jsonl")
+    ref = logged_losses(ref_dir / "metrics.jsonl")
     assert len(ref) == 18
 
     proc = _signalled(["train", "--quiet", *_sets(tiny_folder, cut_dir)], at, signum)
@@ -75,11 +66,11 @@ def test_signal_at_a_random_step_then_resume_matches_uninterrupted(tmp_path, tin
     assert "--resume auto" in lines[0] and proc.stdout == ""
     saved = torch.load(cut_dir / "last.ckpt", weights_only=True)["train"]["state"]
     assert saved["global_step"] == at, f"signal at step {at} (seed {seed})"
-    assert max(_losses(cut_dir / "metrics.jsonl")) == at
+    assert max(logged_losses(cut_dir / "metrics.jsonl")) == at
 
     subprocess.run(train + _sets(tiny_folder, cut_dir) + ["--resume", "auto"], check=True, env=ENV,
                    timeout=300)
-    got = _losses(cut_dir / "metrics.jsonl")
+    got = logged_losses(cut_dir / "metrics.jsonl")
     assert sorted(got) == sorted(ref)
     for step in ref:
         assert got[step] == ref[step], (at, step, got[step], ref[step])
