@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from launch import torchrun
+from tiny_data import logged_losses
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -39,17 +40,6 @@ def _args(data: Path, out: Path, *extra: str) -> list[str]:
     return cmd + list(extra)
 
 
-def _losses(path: Path) -> dict[int, float]:
-    out = {}
-    for line in path.read_text().splitlines():
-        rec = json.loads(line)
-        if "loss_total" in rec:
-            # a resumed run drops the records after its checkpoint, then logs those steps again
-            assert rec["step"] not in out, f"step {rec['step']} logged twice"
-            out[rec["step"]] = rec["loss_total"]
-    return out
-
-
 # The interrupted run SIGKILLs itself at a fixed point (after step 9 is logged; the last checkpoint
 # is step 8, mid-epoch 2), so the test does not depend on how fast a polling loop gets scheduled.
 KILL_AT_STEP_9 = """
@@ -69,18 +59,18 @@ sys.exit(main(sys.argv[1:]))
 def test_kill9_then_resume_matches_uninterrupted(tmp_path, tiny_folder):
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
     subprocess.run(_args(tiny_folder, ref_dir), check=True, env=ENV, timeout=300)
-    ref = _losses(ref_dir / "metrics.jsonl")
+    ref = logged_losses(ref_dir / "metrics.jsonl")
     assert len(ref) == 18  # 49 listed files (one corrupt, skipped) // 8 = 6 steps × 3 epochs
 
     cut = _args(tiny_folder, cut_dir)
     proc = subprocess.run([sys.executable, "-c", KILL_AT_STEP_9, *cut[3:]], env=ENV, timeout=300)
     assert proc.returncode == -signal.SIGKILL
     metrics = cut_dir / "metrics.jsonl"
-    assert max(_losses(metrics)) == 9  # step 9 was logged, then lost with the process
+    assert max(logged_losses(metrics)) == 9  # step 9 was logged, then lost with the process
     saved = torch.load(cut_dir / "last.ckpt", weights_only=False)["train"]["state"]
     assert saved["global_step"] == 8 and saved["step_in_epoch"] == 2
     subprocess.run(_args(tiny_folder, cut_dir, "--resume", "auto"), check=True, env=ENV, timeout=300)
-    got = _losses(metrics)
+    got = logged_losses(metrics)
     assert sorted(got) == sorted(ref)
     for step in ref:
         assert got[step] == ref[step], (step, got[step], ref[step])

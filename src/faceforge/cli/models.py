@@ -10,7 +10,8 @@ from faceforge.cli._common import bounded
 def add_commands(sub) -> None:
     p = sub.add_parser("models", help="list registered backbones with params and MACs",
                        description="Every registered backbone: input size, parameters and MACs at that "
-                                   "size (counted, see docs/models.md), and published figures where known.")
+                                   "size (counted, see docs/models.md), and published figures where known. "
+                                   "These are architectures: none ships trained weights.")
     p.add_argument("names", nargs="*", metavar="NAME", help="only these backbones (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     p.set_defaults(func=_models)
@@ -38,15 +39,21 @@ def add_commands(sub) -> None:
     p.set_defaults(func=_import)
 
 
+NO_WEIGHTS = ("none of these architectures ships trained weights: train one (faceforge train NAME, "
+              "recipes: faceforge config --recipes) or convert a peer checkpoint (faceforge import)")
+
+
 def _models(args) -> int:
+    from faceforge.io.progress import progress_callback
     from faceforge.models.complexity import format_table, registry_table
 
-    rows = registry_table(args.names or None)
+    rows = registry_table(args.names or None, progress=progress_callback("counting MACs", unit="model"))
     if args.json:
         for r in rows:
             print(json.dumps(r.as_dict()))
     else:
         print(format_table(rows))
+        print(NO_WEIGHTS)
     return 0
 
 

@@ -40,6 +40,20 @@ def run(args) -> int:
                 print(f"{key}: {s['mean']:.6g} ± {s['std']:.3g} (n={s['n']})")
         return 0
     result = train(cfg, resume=args.resume, quiet=args.quiet)
+    if result["stopped_by"]:  # SIGTERM/SIGINT: the step finished and the checkpoint is written
+        import shlex
+        import signal
+        import sys
+
+        if result["rank"] == 0:
+            again = " ".join(["faceforge train", *([args.config] if args.config else []),
+                              *(f"--set {shlex.quote(o)}" for o in args.overrides), "--resume auto"])
+            print(f"faceforge: {result['stopped_by']} at step {result['steps']}: checkpoint "
+                  f"{result['checkpoint']} written; continue with: {again}", file=sys.stderr)
+        # one process exits as a signalled job does (128 + N); under torchrun every rank exits 0
+        # once the checkpoint is written: a failed rank makes torchrun kill the others mid-exit
+        # (or restart them with --max-restarts) and print a failure report
+        return 128 + int(signal.Signals[result["stopped_by"]]) if result["world_size"] == 1 else 0
     if result["rank"] == 0:
         last = result["last"]
         hist = result["history"][-1] if result["history"] else {}

@@ -7,8 +7,9 @@ import time
 
 
 class Progress:
-    def __init__(self, total: int, enabled: bool, label: str = "align", stream=None):
+    def __init__(self, total: int, enabled: bool, label: str = "align", stream=None, unit: str = "img"):
         self.total, self.enabled, self.label, self.stream = total, enabled, label, stream or sys.stderr
+        self.unit = unit
         self.start = self.last = time.perf_counter()
         self.done = 0
 
@@ -23,14 +24,14 @@ class Progress:
             fill = int(width * self.done / max(self.total, 1))
             self.stream.write(
                 f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
-                f"{rate:.1f} img/s eta {int(eta) // 60:d}:{int(eta) % 60:02d}"
+                f"{rate:.1f} {self.unit}/s eta {int(eta) // 60:d}:{int(eta) % 60:02d}"
             )
             if self.done == self.total:
                 self.stream.write("\n")
             self.stream.flush()
 
 
-def progress_callback(label: str, enabled: bool = True, stream=None):
+def progress_callback(label: str, enabled: bool = True, stream=None, unit: str = "img"):
     """A ``progress(done, total)`` callback (what ``embed_images`` calls) drawing a :class:`Progress`
     — only on a terminal: redirected to a file or a pipe, stderr keeps just the messages (a
     one-line error stays one line)."""
@@ -40,7 +41,7 @@ def progress_callback(label: str, enabled: bool = True, stream=None):
 
     def update(done: int, total: int) -> None:
         if "bar" not in state:
-            state["bar"] = Progress(total, enabled, label, stream)
+            state["bar"] = Progress(total, enabled, label, stream, unit)
         bar = state["bar"]
         bar.step(done - bar.done)
 

@@ -126,8 +126,15 @@ def backbone_complexity(name: str, **options: Any) -> Complexity:
     )
 
 
-def registry_table(names: list[str] | None = None) -> list[Complexity]:
-    return [backbone_complexity(n) for n in (names or BACKBONES.names())]
+def registry_table(names: list[str] | None = None, progress=None) -> list[Complexity]:
+    """One :class:`Complexity` per backbone; ``progress(done, total)`` after each."""
+    names = names or BACKBONES.names()
+    rows = []
+    for n in names:
+        rows.append(backbone_complexity(n))
+        if progress is not None:
+            progress(len(rows), len(names))
+    return rows
 
 
 def human(n: float | None) -> str:

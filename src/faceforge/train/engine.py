@@ -43,6 +43,8 @@ from faceforge.train.checkpointing import gather_sharded_state, load_sharded_sta
 from faceforge.train.components import check_components
 from faceforge.train.meter import Meter
 from faceforge.train.optim import build_optimizer, param_groups
+from faceforge.train.preemption import StopSignals
+from faceforge.train.progress import TrainProgress
 from faceforge.train.schedule import lr_factor
 
 
@@ -280,14 +282,20 @@ class Trainer:
             return {}
         from faceforge.embed.torch_embedder import TorchEmbedder
         from faceforge.eval.verification import evaluate_pairs
+        from faceforge.io.progress import progress_callback
 
+        say = self.bar.say if getattr(self, "bar", None) else (lambda text: None)
+        say(f"validating on {self.cfg.data.val} ...")
+        t0 = time.time()
         self.backbone.eval()
         try:
             res = evaluate_pairs(
-                TorchEmbedder(self.backbone, device=str(self.device)), self.cfg.data.val, flip="sum"
+                TorchEmbedder(self.backbone, device=str(self.device)), self.cfg.data.val, flip="sum",
+                progress=progress_callback("validate", enabled=not self.quiet),
             )
         finally:
             self.backbone.train()
+        say(f"validation: accuracy {res['accuracy']:.4f} ({time.time() - t0:.1f} s)")
         return {"val_accuracy": float(res["accuracy"]), "val_std": float(res["accuracy_std"])}
 
     # -- the loop ------------------------------------------------------------------------------
@@ -338,16 +346,21 @@ class Trainer:
 
     def _read_window(self, meter: Meter, t_start: float, budget_s: float) -> tuple[dict, bool]:
         """The one device->host read of a log record: the window's mean terms, its first
-        non-finite loss (-> :class:`TrainingDiverged`) and the time-budget decision, which is
-        all-reduced here (every rank logs at the same steps) so every rank stops together."""
+        non-finite loss (-> :class:`TrainingDiverged`) and the decision to stop (time budget
+        spent, or a SIGTERM/SIGINT on any rank), which is all-reduced here (every rank logs at the
+        same steps) so every rank stops together: ``2 * signal number + over budget``, max."""
         flag = None
-        if budget_s:
-            flag = torch.tensor([float(time.time() - t_start > budget_s)], device=self.device)
+        if budget_s or D.is_distributed():
+            over = bool(budget_s) and time.time() - t_start > budget_s
+            code = 2 * (self.signals.received or 0) + float(over)
+            flag = torch.tensor([float(code)], device=self.device)
             D.all_reduce_(flag, op=torch.distributed.ReduceOp.MAX if D.is_distributed() else None)
-        means, bad_step, bad_value, over = meter.read(flag)
+        means, bad_step, bad_value, code = meter.read(flag)
         if bad_step is not None:
             self._diverged(bad_step, bad_value)
-        return means, bool(over)
+        if int(code) >= 2 and self.signals.received is None:  # another rank was signalled
+            self.signals.received = int(code) // 2
+        return means, bool(code)
 
     def _diverged(self, step: int, value: float) -> None:
         raise TrainingDiverged(
@@ -356,8 +369,10 @@ class Trainer:
         )
 
     def fit(self) -> dict:
-        from tqdm import tqdm
+        with StopSignals(self.device) as self.signals:
+            return self._fit()
 
+    def _fit(self) -> dict:
         cfg, st = self.cfg, self.state
         budget_s = cfg.train.max_minutes * 60.0
         t_start = time.time()
@@ -367,15 +382,10 @@ class Trainer:
         self.mode.train()
         if self.rank == 0:
             atomic_write_text(self.out / "config.yaml", _yaml(to_dict(cfg)))
-        while st.epoch < cfg.train.epochs and not stop:
-            bar = tqdm(
-                total=self.plan.steps_per_epoch,
-                initial=st.step_in_epoch,
-                disable=self.quiet or self.rank != 0,
-                desc=f"epoch {st.epoch + 1}/{cfg.train.epochs}",
-                dynamic_ncols=True,
-                leave=False,
-            )
+        bar = TrainProgress(self.total_steps, self.plan.steps_per_epoch, cfg.train.epochs, budget_s,
+                            st.global_step, enabled=not self.quiet and self.rank == 0)
+        self.bar = bar
+        while st.epoch < cfg.train.epochs and not stop and not (self.world == 1 and self.signals.received):
             t_log, n_log = time.time(), 0
             batches = epoch_batches(
                 self.dataset,
@@ -404,8 +414,10 @@ class Trainer:
                     n_log += len(labels) * self.world
                     st.skipped_images += int(skipped)
                     meter.add(out, st.global_step)
-                    bar.update(1)
+                    bar.update(st.global_step)
                     stop = bool(cfg.train.max_steps) and st.global_step >= cfg.train.max_steps
+                    # one process reads its signal flag at every step; ranks agree at log steps
+                    stop = stop or (self.signals.received is not None and not D.is_distributed())
                     if (
                         stop
                         or st.global_step % max(1, cfg.train.log_every) == 0
@@ -422,9 +434,7 @@ class Trainer:
                             "skipped_images": st.skipped_images,
                             "samples_per_s": n_log / dt,
                         }
-                        bar.set_postfix(
-                            loss=f"{means['loss_total']:.3f}", lr=f"{lr:.3g}", sps=f"{n_log / dt:.0f}"
-                        )
+                        bar.postfix = f"loss {means['loss_total']:.3f} lr {lr:.3g} {n_log / dt:.0f} img/s"
                         self._log_line(rec)
                         last_metrics = rec
                         t_log, n_log = time.time(), 0
@@ -435,7 +445,6 @@ class Trainer:
                         self.save("last.ckpt", last_metrics)
                     if stop:
                         break
-            bar.close()
             epoch_done = st.step_in_epoch >= self.plan.steps_per_epoch
             if epoch_done:
                 st.epoch += 1
@@ -447,7 +456,7 @@ class Trainer:
                 and cfg.data.val
                 and st.epoch % max(1, cfg.train.val_every_epochs) == 0
                 or (stop and cfg.data.val)
-            ):
+            ) and not self.signals.received:  # a preempted run saves at once
                 val = self.validate()
                 if val:
                     self._log_line({"step": st.global_step, "epoch": st.epoch, **val})
@@ -464,8 +473,12 @@ class Trainer:
                 atomic_copy(self.out / "last.ckpt", self.out / f"epoch{st.epoch}.ckpt")
             if self.rank == 0 and best:
                 atomic_copy(self.out / "last.ckpt", self.out / "best.ckpt")
+        bar.close()
+        if self.signals.received:
+            self._log_line({"event": "stopped", "signal": self.signals.name, "step": st.global_step})
         result = {
             "output": str(self.out),
+            "stopped_by": self.signals.name,
             "steps": st.global_step,
             "epochs": st.epoch,
             "seconds": time.time() - t_start,
@@ -503,7 +516,7 @@ def train(cfg: ExperimentConfig, resume: str | None = None, quiet: bool = False)
         finally:
             trainer.close()
         result["checkpoint"] = str(Path(cfg.output) / "last.ckpt")
-        result["rank"] = trainer.rank
+        result["rank"], result["world_size"] = trainer.rank, trainer.world
     return result
 
 
@@ -522,6 +535,8 @@ def _repeat(cfg: ExperimentConfig, n: int, quiet: bool) -> dict:
         c.seed = cfg.seed + k
         c.output = os.path.join(cfg.output, f"seed{c.seed}")
         runs.append(train(c, quiet=quiet))
+        if runs[-1]["stopped_by"]:  # SIGTERM/SIGINT: the later seeds are not started
+            break
     keys = sorted(
         {
             k
