@@ -149,16 +149,13 @@ class Gallery:
     def _follow(self) -> None:
         """Replay other processes' writes as they commit (the ``follow`` thread)."""
         while not self._stop.is_set():
-            self.store.wait_for_change(self.poll_interval, self._stop)
-            if self._stop.is_set():
-                return
             try:
-                self.refresh()
-            except UserError as e:  # the database is away: retry after the poll interval
-                log.warning("gallery follow: %s", e)
-                self._stop.wait(self.poll_interval)
-            except self.store.errors as e:
-                log.warning("gallery follow: %s", self.store.unavailable(e))
+                self.store.wait_for_change(self.poll_interval, self._stop)
+                if not self._stop.is_set():
+                    self.refresh()
+            except Exception as e:  # noqa: BLE001 - the database is away: retry after the poll interval
+                shown = self.store.unavailable(e) if isinstance(e, self.store.errors) else e
+                log.warning("gallery follow: %s", shown)
                 self._stop.wait(self.poll_interval)
 
     # ---------------------------------------------------------------------------------- setup
@@ -291,6 +288,9 @@ class Gallery:
     def refresh(self) -> None:
         """Catch up with writes committed since (by this or another process)."""
         with self._lock:
+            now = self.store.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0]
+            if int(now) == self.generation:  # the common case: one query, no transaction
+                return
             with self.store.transaction():
                 meta = self.store.meta()
                 gen, ckpt = int(meta["generation"]), int(meta["checkpoint_gen"])
@@ -375,9 +375,11 @@ class Gallery:
             result = fn(gen)
             self.store.set_meta({"generation": gen})
             self.store.notify(gen)
-        with self.store.transaction():
-            self._replay(gen)
-        self._outgrown()
+        # committed: the caller gets its result even if catching up fails now (the next read will)
+        with contextlib.suppress(*self.store.errors, GalleryUnavailable):
+            with self.store.transaction():
+                self._replay(gen)
+            self._outgrown()
         if self.path is not None:
             c = self._checkpoint_gen  # two indexed counts (an OR would scan the table)
             pending = sum(self.store.execute(f"SELECT COUNT(*) FROM vectors WHERE {col} > ?",
@@ -471,8 +473,9 @@ class Gallery:
 
         with self._lock:
             n = self._write(mark)
-            if n:
+            if n and self.path is not None:
                 self.checkpoint()  # the previous checkpoint file still holds the removed vectors
+            if n:
                 self.store.after_remove()
             return n
 

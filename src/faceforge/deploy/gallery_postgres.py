@@ -188,7 +188,7 @@ class PostgresStore(Store):
             while not stop.is_set() and time.monotonic() < deadline:
                 if any(True for _ in self._listener.notifies(timeout=min(0.25, timeout), stop_after=1)):
                     return
-        except self.psycopg.Error:
+        except (self.psycopg.Error, GalleryUnavailable):
             with contextlib.suppress(Exception):
                 self._listener.close()
             self._listener = None
