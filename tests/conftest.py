@@ -15,6 +15,15 @@ def shared_path(*parts: str) -> Path:
     return p
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _engine_cache_in_tmp(tmp_path_factory):
+    """``engine: auto`` caches its measurements per user; tests (and the CLI processes they start) keep
+    theirs in a temp folder, never in $HOME."""
+    import os
+
+    os.environ["FACEFORGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("engine_cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory) -> Path:
     """6 identities × 8 noisy 112×112 JPEGs (each identity a fixed pattern) plus one corrupt file."""

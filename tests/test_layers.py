@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "faceforge"
 LAYERS: list[set[str]] = [
     {"errors"},  # the bottom layer is errors < atomic, distributed < io
     {"atomic", "distributed"},
-    {"io"},
+    {"io", "runtime"},
     {"registry", "config"},
     {"models", "align"},
     {"data"},

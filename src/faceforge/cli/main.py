@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Face recognition toolkit: prepare data, train, evaluate, locate landmarks, ship.",
     )
     parser.add_argument("--version", action="version", version=f"faceforge {__version__}")
+    parser.add_argument("--engine", default=None, metavar="ENGINE[:PRECISION]",
+                        help="what runs ONNX graphs (detectors, ONNX models, landmarks): auto (default, the "
+                             "fastest correct one on this CPU), onnxruntime, openvino, openvino:bf16, "
+                             "auto:fp32; also $FACEFORGE_ENGINE. 'faceforge info' shows the choice")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     import faceforge.cli as pkg
 
@@ -72,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         (getattr(args, "_group_parser", None) or parser).print_help()
         return 2
     try:
+        if args.engine:  # before any command opens a session; worker processes inherit it
+            from faceforge.runtime.engines import set_default_engine
+
+            set_default_engine(args.engine)
         result = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
     except UserError as e:

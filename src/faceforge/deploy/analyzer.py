@@ -8,7 +8,9 @@ The model decides how a face is aligned and fed (its card: input size, template,
 layout, normalisation, flip fusion) and which threshold means "same person" (its calibration: the
 card's ``threshold`` for ONNX, ``ckpt["calibration"]`` for checkpoints; ``threshold=`` overrides).
 ``backend``: ``torch`` runs checkpoints and TorchScript in PyTorch, ``onnx`` runs ONNX files on ONNX
-Runtime (a checkpoint is exported in memory first), ``auto`` picks by file type.
+Runtime (a checkpoint is exported in memory first), ``auto`` picks by file type. ``engine`` says what
+runs the ONNX graphs (detector, ONNX model, landmarks): ``auto`` (default: the fastest correct engine
+and precision on this CPU, ``faceforge.runtime``), ``onnxruntime``, ``openvino``, ``openvino:bf16`` ...
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def _is_torchscript(path: Path) -> bool:
 class FaceAnalyzer:
     def __init__(self, model, detector: str = "retinaface", device: str = "cpu", backend: str = "auto",
                  card=None, threshold: float | None = None, multi: str = "largest_center",
-                 landmarks=False, **detector_options):
+                 landmarks=False, engine: str | None = None, **detector_options):
         """``landmarks``: True (the model shipped with faceforge) or a landmark checkpoint/.onnx puts
         88 points on every detected face (``face.points``)."""
         if backend not in BACKENDS:
@@ -77,19 +79,20 @@ class FaceAnalyzer:
 
         self.multi = check_policy(multi)  # which face of a photo with several (faceforge.align.select)
 
-        self.device = device
+        self.device, self.engine = device, engine
         self.calibration: dict | None = None
         self.embedder, self.backend = self._load(model, device, backend, card)
         self.card = getattr(self.embedder, "card", None)
         if self.card is None:
             raise UserError(f"model {model}: no card describes its input")
-        self.detector = get_detector(detector, **detector_options)
+        self.detector = get_detector(detector, **{"engine": engine, **detector_options})
         self.landmarker = None
         if landmarks:
             from faceforge.landmarks.predict import FaceLandmarker, LandmarkPredictor
 
             spec = None if landmarks is True else landmarks
-            self.landmarker = FaceLandmarker(LandmarkPredictor.load(spec), detector_object=self.detector)
+            self.landmarker = FaceLandmarker(LandmarkPredictor.load(spec, engine=engine),
+                                             detector_object=self.detector)
         self.threshold = threshold
         if self.threshold is None and self.card.threshold is not None:
             self.threshold = float(self.card.threshold)
@@ -120,7 +123,7 @@ class FaceAnalyzer:
                 raise UserError(f"{path}: an ONNX file runs on backend 'onnx' (or 'auto'), not 'torch'")
             from faceforge.embed.onnx_embedder import OnnxEmbedder
 
-            return OnnxEmbedder(path, device, card), "onnx"
+            return OnnxEmbedder(path, device, card, engine=self.engine), "onnx"
         if suffix in (".ts", ".torchscript") or (suffix in CHECKPOINT_SUFFIXES and _is_torchscript(path)):
             if backend == "onnx":
                 raise UserError(f"{path}: a TorchScript file runs on backend 'torch' (or 'auto'), not 'onnx'")
@@ -143,7 +146,7 @@ class FaceAnalyzer:
             from faceforge.embed.onnx_embedder import OnnxEmbedder
 
             emb = OnnxEmbedder(path.with_suffix(".onnx"), device, card=net_card,
-                               model_bytes=onnx_bytes(net, net_card.input_size))
+                               model_bytes=onnx_bytes(net, net_card.input_size), engine=self.engine)
             return emb, "onnx"
         if net_card.layout != "NCHW":
             raise UserError(f"{path}: a faceforge checkpoint takes NCHW input; "

@@ -1,6 +1,8 @@
 """ONNX face embedders on ONNX Runtime, fed exactly as their model card says.
 
-``load_embedder("model.onnx")`` lands here (``register_loader(".onnx")``). The card is, in order:
+``load_embedder("model.onnx")`` lands here (``register_loader(".onnx")``). The graph runs on the
+engine ``faceforge.runtime`` picks (``engine``: auto by default; ``self.session.label`` says which).
+The card is, in order:
 the one passed (``--card``), ``model.yaml``/``model.json`` beside the file, the one stored in the
 ONNX ``metadata_props`` by ``faceforge export``, or one inferred from the input shape.
 """
@@ -37,33 +39,58 @@ def providers_for(device: str = "cpu") -> list[str]:
     return out + ["CPUExecutionProvider"]
 
 
-def make_session(model: str | Path | bytes, device: str = "cpu", threads: int = 0):
-    """An ONNX Runtime session with every graph optimisation on; ``threads`` intra-op threads
-    (0: ONNX Runtime's default, one per physical core; 1 in each worker process of a pool)."""
+# engine auto keeps an engine only when its embeddings of the probe faces have at least this cosine to
+# ONNX Runtime fp32's (tests/test_runtime_equivalence.py checks it on real faces)
+MIN_COSINE = 0.9999
+PROBE_BATCHES = (1, 8)  # one face (an SDK call) and a folder's batch: both count in the choice
+
+
+def probe_feeds(model, card: ModelCard) -> list[dict]:
+    """Fixed random faces at batch 1 and 16, preprocessed as the card says, for ``engine: auto``."""
+    from onnx import TensorProto
+
+    inits = {i.name for i in model.graph.initializer}
+    inp = next(i for i in model.graph.input if i.name not in inits)
+    fp16 = inp.type.tensor_type.elem_type == TensorProto.FLOAT16
+    static = inp.type.tensor_type.shape.dim[0].dim_value if inp.type.tensor_type.shape.dim else 0
+    rng = np.random.default_rng(0)
+    feeds = []
+    for n in ([static] if static else PROBE_BATCHES):
+        h, w = card.input_size
+        x = card.preprocess(rng.integers(0, 256, size=(n, h, w, 3), dtype=np.uint8))
+        feeds.append({inp.name: x.astype(np.float16) if fp16 else x})
+    return feeds
+
+
+def make_session(model: str | Path | bytes, device: str = "cpu", threads: int = 0, engine: str | None = None,
+                 probes: list[dict] | None = None):
+    """A session with every graph optimisation on; ``threads`` intra-op threads (0: the engine's
+    default, one per physical core; 1 in each worker process of a pool). ``engine``: see
+    ``faceforge.runtime`` (a CUDA device runs ONNX Runtime's CUDA provider)."""
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401  (the reference engine every choice is checked against)
     except ImportError:
         raise UserError("ONNX models need onnxruntime: pip install faceforge[deploy]") from None
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
+    from faceforge.runtime.choice import cosine_check, open_session
+
+    providers = providers_for(device)
+    if "CUDAExecutionProvider" in providers:
+        engine, probes = "onnxruntime", None
     src = model if isinstance(model, bytes) else str(model)
+    name = "ONNX model" if isinstance(model, bytes) else str(model)
     try:
-        return ort.InferenceSession(src, sess_options=opts, providers=providers_for(device))
-    except Exception as e:  # ORT raises its own exception types for an invalid graph
-        raise UserError(f"{model if not isinstance(model, bytes) else 'ONNX model'}: ONNX Runtime cannot "
-                        f"load it ({type(e).__name__}: {e})") from None
+        return open_session(src, engine, threads, probes, cosine_check(MIN_COSINE), name, providers)
+    except UserError:
+        raise
+    except Exception as e:  # the engines raise their own exception types for an invalid graph
+        raise UserError(f"{name}: ONNX Runtime cannot load it ({type(e).__name__}: {e})") from None
 
 
 class OnnxEmbedder(Embedder):
     """``embed(uint8 RGB [B, H, W, 3])`` -> float32 [B, D] through an ONNX Runtime session."""
 
     def __init__(self, path: str | Path, device: str = "cpu", card=None, threads: int = 0,
-                 model_bytes: bytes | None = None):
+                 model_bytes: bytes | None = None, engine: str | None = None):
         self.path = Path(path)
         model = _load_onnx(self.path) if model_bytes is None else None
         if model_bytes is not None:
@@ -87,7 +114,8 @@ class OnnxEmbedder(Embedder):
 
                 self.card_note = no_card_line(self.path, assumed_text(self.card))
         self._source, self._device = (model_bytes if model_bytes is not None else self.path), device
-        self.session = make_session(self._source, device, threads)
+        self._engine, self._probes = engine, probe_feeds(model, self.card)
+        self.session = make_session(self._source, device, threads, engine, self._probes)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_name = self.session.get_outputs()[0].name
@@ -99,7 +127,7 @@ class OnnxEmbedder(Embedder):
 
     def set_threads(self, threads: int) -> None:
         """Rebuild the session with ``threads`` intra-op threads (one per worker process of a pool)."""
-        self.session = make_session(self._source, self._device, threads)
+        self.session = make_session(self._source, self._device, threads, self._engine, self._probes)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         if self.fp16_input:
@@ -122,9 +150,10 @@ class OnnxEmbedder(Embedder):
     def fingerprint(self) -> str:
         if self.path.is_file():
             st = self.path.stat()
-            key = f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.card.to_dict()}"
+            key = (f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.card.to_dict()}"
+                   f"|{self.session.label}")
         else:
-            key = f"{self._model_id}|{self.card.to_dict()}"
+            key = f"{self._model_id}|{self.card.to_dict()}|{self.session.label}"
         return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 

