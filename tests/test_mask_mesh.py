@@ -152,21 +152,23 @@ def test_group_photo_masks_every_face(landmarker):
         assert np.abs(out[y, x].astype(int) - img[y, x]).max() > 0
 
 
-def test_aligned_crops_without_a_detector():
+def test_aligned_crops_and_the_fixed_box_fallback():
+    _need_detector()
+    from faceforge.align.detectors import get_detector
     from faceforge.align.transform import warp_face
     from faceforge.io.images import read_image
     from faceforge.landmarks.mask_points import crop_box, mask_points
 
-    _need_detector()
-    from faceforge.align.detectors import get_detector
-
     points = mask_points("builtin", "crops")
-    for name in ("07236/186240", "07422/124101"):
+    for name in ("07236/186240", "07413/122063", "07422/124101"):  # turned both ways, frontal
         img = read_image(shared_path("data", "celeba299", f"{name}.jpg"))
         face = get_detector("retinaface").detect(img)[0]
         crop = warp_face(img, face.landmarks, "arcface", (112, 112))
         (pts,) = points(crop)
         _check_coverage(pts, f"crop {name}", seeds=range(2))
+    # no face for the detector: the points come from the fixed crop box, inside the crop
+    (blank,) = points(np.full((112, 112, 3), 127, np.uint8))
+    assert blank.shape == (88, 2) and (blank > -20).all() and (blank < 132).all()
     box = crop_box("arcface", (224, 224))
     np.testing.assert_allclose(box, np.array([12.3, 4.7, 101.0, 122.5]) * 2, atol=1e-6)
 

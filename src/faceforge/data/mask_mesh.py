@@ -237,9 +237,9 @@ def warp_coordinates(mesh: np.ndarray, box: tuple[int, int, int, int]) -> tuple[
     verts = mesh.reshape(-1, 2) - (x0, y0)
     ids = np.full((h, w), -1, np.int32)
     shift = 4  # sub-pixel vertex precision for the rasteriser
-    for t, tri in enumerate(_TRI):
-        corners = np.round(verts[tri] * (1 << shift)).astype(np.int32)
-        cv2.fillConvexPoly(ids, corners, int(t), cv2.LINE_8, shift)
+    corners = np.round(verts[_TRI] * (1 << shift)).astype(np.int32)  # [T, 3, 2]
+    for t in range(len(_TRI)):
+        cv2.fillConvexPoly(ids, corners[t], t, cv2.LINE_8, shift)
     inside = ids >= 0
     # per triangle: the affine map image -> (u, v), solved from its 3 corners
     src = np.concatenate([verts[_TRI], np.ones((len(_TRI), 3, 1))], -1)  # [T, 3, 3]
