@@ -310,7 +310,7 @@ def render_mask(img: np.ndarray, geometry: dict, rng: np.random.Generator,
         fill *= (0.88 + 0.12 * np.sin(np.pi * u) * np.sin(np.pi * np.clip(v, 0, 1)))[..., None]
 
     patch = out[y0:y1, x0:x1].astype(np.float64)
-    sigma = max(geometry["frame"].scale / 12, 1.0)
+    sigma = max(geometry["frame"].scale / 3, 1.0)  # broad lighting only: no mouth or nostril shadows
     gray = cv2.cvtColor(out[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float64)
     gray = cv2.GaussianBlur(gray, (0, 0), sigma)
     ref = float(np.median(gray[inside]))
