@@ -102,8 +102,8 @@ def _tree(root: Path) -> Path:
 def test_mask_folder_deterministic_resumable_and_safe(tmp_path):
     src = _tree(tmp_path / "src")
     c1 = mask_folder(src, tmp_path / "m1", seed=5)
-    assert c1 == {"images": 7, "identities": 2, "masked": 6, "skipped_existing": 0, "corrupt": 1,
-                  "not_crops": 0}
+    assert c1 == {"images": 7, "identities": 2, "masked": 6, "unmasked": 0, "skipped_existing": 0,
+                  "corrupt": 1, "not_crops": 0, "no_face": 0}
     mask_folder(src, tmp_path / "m2", seed=5)
     mask_folder(src, tmp_path / "m3", seed=6)
     for f in sorted((tmp_path / "m1").rglob("*.png")):
@@ -116,11 +116,25 @@ def test_mask_folder_deterministic_resumable_and_safe(tmp_path):
         mask_folder(src, src / "masked")
 
 
-def test_cli_data_mask(tmp_path, capsys):
+def test_mask_folder_fraction_mixes_masked_and_plain(tmp_path):
+    src = _tree(tmp_path / "src")
+    c = mask_folder(src, tmp_path / "half", seed=5, fraction=0.5)
+    assert c["masked"] + c["unmasked"] == 6 and c["masked"] > 0 and c["unmasked"] > 0
+    import cv2
+
+    plain = sum(np.array_equal(cv2.imread(str(f)), cv2.imread(str(src / f.relative_to(tmp_path / "half"))))
+                for f in (tmp_path / "half").rglob("*.png"))
+    assert plain == c["unmasked"]  # PNG is lossless: the unmasked share is copied pixel for pixel
+    with pytest.raises(UserError, match="--fraction"):
+        mask_folder(src, tmp_path / "bad", fraction=1.5)
+
+
+def test_cli_data_mask_paste(tmp_path, capsys):
     from faceforge.cli.main import main
 
     src = _tree(tmp_path / "src")
-    assert main(["data", "mask", str(src), str(tmp_path / "out"), "--seed", "1", "--quiet"]) == 0
+    assert main(["data", "mask", str(src), str(tmp_path / "out"), "--method", "paste", "--seed", "1",
+                 "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["masked"] == 6
     assert main(["data", "mask", str(src), str(src), "--quiet"]) == 2
     assert "equals the source" in capsys.readouterr().err

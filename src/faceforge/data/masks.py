@@ -1,6 +1,10 @@
-"""Synthetic face masks on aligned faces: a practical stand-in for FMA-3D masked-face synthesis.
+"""Synthetic face masks: the 2-D paste on aligned crops, and ``mask_folder`` for whole trees.
 
-The mask is placed from the 5-point template of the aligned crop (no detector needed): its top
+The default of ``faceforge data mask`` is the landmark-driven mask (``faceforge.data.mask_mesh``:
+outline from 88 points, piecewise-affine texture warp), which follows turned heads and jaws; the
+paste below is kept as ``--method paste`` (no landmark model, aligned crops only).
+
+The paste is placed from the 5-point template of the aligned crop (no detector needed): its top
 edge crosses the nose bridge between the eye line and the nose tip, its sides reach the cheeks
 (about one eye distance either side of the nose), its bottom curves below the chin. Shape, colour
 and placement are jittered by the caller's ``rng``; ``mask_folder`` seeds it from (seed, file) so a
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -84,18 +89,6 @@ def _fill_drawn(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, style: s
     return fill
 
 
-def _fill_texture(texture: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    import cv2
-
-    tex = np.asarray(texture)
-    th, tw = tex.shape[:2]
-    map_x = (u * (tw - 1)).astype(np.float32)
-    map_y = (v * (th - 1)).astype(np.float32)
-    return cv2.remap(tex[:, :, :3], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(
-        np.float64
-    )
-
-
 def apply_mask(
     aligned_img: np.ndarray,
     rng: np.random.Generator,
@@ -111,6 +104,7 @@ def apply_mask(
     import cv2
 
     from faceforge.align.transform import template_points
+    from faceforge.data.mask_mesh import fill_texture
 
     img = np.asarray(aligned_img)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
@@ -121,7 +115,7 @@ def apply_mask(
     inside, u, v = _mask_coords((h, w), g, style)
     if isinstance(texture, (list, tuple)):
         texture = texture[int(rng.integers(len(texture)))] if texture else None
-    fill = _fill_drawn(rng, u, v, style) if texture is None else _fill_texture(texture, u, v)
+    fill = _fill_drawn(rng, u, v, style) if texture is None else fill_texture(texture, u, v)
 
     # keep the photo's lighting: relative luminance of the covered face, softened
     gray = cv2.GaussianBlur(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float64), (0, 0), max(h / 28, 1))
@@ -210,25 +204,42 @@ def mask_folder(
     template: str = "arcface",
     textures: str | os.PathLike | None = None,
     progress: bool = False,
+    points: Callable[[np.ndarray], list] | None = None,
+    shapes: tuple[str, ...] | None = None,
+    fraction: float = 1.0,
 ) -> dict:
-    """Write a masked copy of every aligned image of ``src/<identity>/`` to ``dst``; returns counts.
+    """Write a masked copy of every image of ``src/<identity>/`` to ``dst``; returns counts.
+
+    ``points`` (``fn(img) -> [88 points, ...]``, e.g. ``faceforge.landmarks.mask_points``): masks
+    that follow each face's landmarks (``faceforge.data.mask_mesh``), on aligned crops or raw
+    photos; an image where it finds no face is counted in ``no_face`` and not written. Without it,
+    the 2-D paste by the template's 5 points (:func:`apply_mask`; aligned crops only).
+    ``fraction`` < 1 masks only that share of the images (drawn per file) and copies the rest
+    unmasked, for a mixed training set.
 
     Deterministic per (seed, ``<identity>/<file>``); images whose output exists are skipped;
-    unreadable images and images that are not face crops (:func:`crop_problem`: a photo would cost
-    gigabytes of float64 work) are skipped and counted.
+    unreadable images and, for the 2-D paste, images that are not face crops (:func:`crop_problem`:
+    a photo would cost gigabytes of float64 work) are skipped and counted.
     """
     import cv2
 
     from faceforge.atomic import atomic_write_bytes
+    from faceforge.data.mask_mesh import SHAPES, apply_landmark_masks
     from faceforge.io.folders import check_output_tree, list_identity_folder, output_name
     from faceforge.io.images import CorruptImage, read_image
     from faceforge.io.progress import Progress
 
+    if not 0.0 <= fraction <= 1.0:
+        raise UserError(f"--fraction: expected a share between 0 and 1, got {fraction}")
+    shapes = tuple(shapes or SHAPES)
+    bad = [s for s in shapes if s not in SHAPES]
+    if bad:
+        raise UserError(f"--shapes: unknown shape '{bad[0]}' (shapes: {', '.join(SHAPES)})")
     src_path, dst_path = check_output_tree(Path(src), Path(dst), "mask")
     files, _, names = list_identity_folder(src_path, "mask")
     tex = load_textures(textures) if textures else None
-    counts = {"images": len(files), "identities": len(names), "masked": 0, "skipped_existing": 0,
-              "corrupt": 0, "not_crops": 0}
+    counts = {"images": len(files), "identities": len(names), "masked": 0, "unmasked": 0,
+              "skipped_existing": 0, "corrupt": 0, "not_crops": 0, "no_face": 0}
     bar = Progress(len(files), progress, label="mask")
     for f in files:
         rel = f"{f.parent.name}/{f.name}"
@@ -242,16 +253,31 @@ def mask_folder(
         except CorruptImage:
             counts["corrupt"] += 1
             continue
-        if crop_problem(img.shape, template):
+        rng = file_rng(seed, rel)
+        if fraction < 1.0 and rng.uniform() >= fraction:
+            masked = img
+            counts["unmasked"] += 1
+        elif points is not None:
+            faces = points(img)
+            if not faces:
+                counts["no_face"] += 1
+                continue
+            masked, _ = apply_landmark_masks(img, faces, rng, tex, shapes)
+            counts["masked"] += 1
+        elif crop_problem(img.shape, template):
             counts["not_crops"] += 1
             continue
-        masked = apply_mask(img, file_rng(seed, rel), template=template, texture=tex)
+        else:
+            masked = apply_mask(img, rng, template=template, texture=tex)
+            counts["masked"] += 1
         params = [cv2.IMWRITE_JPEG_QUALITY, 95] if out.suffix.lower() in (".jpg", ".jpeg") else []
         ok, buf = cv2.imencode(out.suffix.lower(), cv2.cvtColor(masked, cv2.COLOR_RGB2BGR), params)
         atomic_write_bytes(out, buf.tobytes())
-        counts["masked"] += 1
-    if counts["masked"] + counts["skipped_existing"] == 0:  # nothing usable: an error, not a quiet 0
+    if counts["masked"] + counts["unmasked"] + counts["skipped_existing"] == 0:  # nothing usable: an error
+        if points is not None:
+            raise UserError(f"mask source: no face found in any of the {len(files)} images under {src} "
+                            f"({counts['corrupt']} unreadable, {counts['no_face']} without a face)")
         raise UserError(f"mask source: none of the {len(files)} images under {src} is a readable aligned "
                         f"face crop ({counts['corrupt']} unreadable, {counts['not_crops']} not crops; "
-                        "align photos first with 'faceforge align')")
+                        "align photos first with 'faceforge align', or mask by landmarks)")
     return counts
