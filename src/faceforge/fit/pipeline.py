@@ -183,7 +183,8 @@ def next_commands(run: Run) -> list[str]:
         f"faceforge gallery create {gallery} --model {model}",
         f"faceforge gallery enroll {gallery} --model {model} --aligned {enrol}",
         f"faceforge identify {c} --gallery {gallery} --model {model}{aligned}",
-        f"FACEFORGE_API_KEY=$(openssl rand -hex 16) faceforge serve --gallery {gallery} --model {model}",
+        "export FACEFORGE_API_KEY=$(openssl rand -hex 16) && "
+        f"faceforge serve --gallery {gallery} --model {model}",
     ]
 
 
