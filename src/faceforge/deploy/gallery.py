@@ -136,7 +136,8 @@ class Gallery:
             raise UserError(f"{db}: not a faceforge gallery")
         if int(meta.get("version", 0)) > VERSION:
             raise UserError(f"{db}: gallery format version {meta['version']} is newer than this faceforge")
-        self.model_id = meta["model_id"]
+        self.model_id = meta["model_id"]  # model_path/_sha256/_card/_card_file: deploy.gallery_model
+        self.model_record = {k[6:]: v for k, v in meta.items() if k.startswith("model_") and k != "model_id"}
         self.dim = int(meta["dim"])
         self.ivf_threshold = int(meta["ivf_threshold"])
         self.nprobe = int(nprobe or meta["nprobe"])
@@ -179,7 +180,8 @@ class Gallery:
 
     @classmethod
     def create(cls, path: str | os.PathLike, model: str, dim: int, *, ivf_threshold: int = 100_000,
-               nprobe: int = 16, checkpoint_every: int = 1024, exist_ok: bool = False) -> Gallery:
+               nprobe: int = 16, checkpoint_every: int = 1024, exist_ok: bool = False,
+               model_record: dict | None = None) -> Gallery:
         """A new empty gallery for embeddings of width ``dim`` made by model id ``model``."""
         path = Path(path)
         if not isinstance(model, str) or not re.match(r"^[0-9A-Za-z_.:-]{1,128}$", model):
@@ -212,7 +214,8 @@ class Gallery:
             rows = {"format": FORMAT, "version": VERSION, "model_id": model, "dim": int(dim),
                     "ivf_threshold": int(ivf_threshold), "nprobe": int(nprobe),
                     "checkpoint_every": int(checkpoint_every), "generation": 0, "checkpoint_gen": -1,
-                    "checkpoint_sha1": "", "checkpoint_file": "", "created": time.time()}
+                    "checkpoint_sha1": "", "checkpoint_file": "", "created": time.time(),
+                    **{f"model_{k}": v for k, v in (model_record or {}).items()}}
             db.execute("BEGIN")
             db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in rows.items()])
             db.execute("COMMIT")
