@@ -117,9 +117,13 @@ def test_calibrated_threshold_travels_with_the_model(tiny_ckpt, tmp_path):
     with pytest.raises(UserError, match="calibrate"):
         FaceAnalyzer(model=str(ckpt)).compare(np.ones(64), np.ones(64))
     root = tmp_path / "syn"
-    write_dataset(root, 20, 3)
-    write_pairs(root, 20, 3, folds=10, per_fold=3)
+    write_dataset(root, 40, 4)
+    write_pairs(root, 40, 4, folds=10, per_fold=20)  # 200 impostor pairs: FARs down to 10/200 = 0.05
     pairs = f"pairs:{root / 'pairs.txt'}"
+    # honest thresholds (issue 23): a FAR the impostor pairs cannot measure is refused, nothing stored
+    assert main(["calibrate", str(ckpt), "--pairs", pairs, "--far", "0.01", "--device", "cpu"]) == 2
+    with pytest.raises(UserError, match="calibrate"):
+        FaceAnalyzer(model=str(ckpt)).compare(np.ones(64), np.ones(64))
     assert main(["calibrate", str(ckpt), "--pairs", pairs, "--far", "0.1", "--device", "cpu"]) == 0
     fa = FaceAnalyzer(model=str(ckpt))
     assert fa.calibration["far"] == 0.1 and fa.threshold == fa.calibration["threshold"]

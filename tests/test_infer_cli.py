@@ -56,8 +56,9 @@ def test_clear_errors(work, capsys):
                            (work / "blank.png", "no face found")]:
         code, _, err = run(capsys, "verify", ok, other, "--model", ckpt, "--threshold", "0.5")
         assert code == 2 and message in err and err.count("\n") == 1, err
-    code, _, err = run(capsys, "verify", ok, ok, "--model", ckpt, "--aligned")
-    assert code == 2 and "threshold" in err
+    # no threshold anywhere (issue 23, item 7): the similarity and how to get a threshold, exit 0
+    code, out, _ = run(capsys, "verify", ok, ok, "--model", ckpt, "--aligned")
+    assert code == 0 and "similarity 1.0000" in out and "faceforge calibrate" in out
     code, _, err = run(capsys, "embed", ok, "--model", ckpt, "--out", work / "x.txt")
     assert code == 2 and ".npz" in err
 

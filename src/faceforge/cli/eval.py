@@ -187,6 +187,9 @@ def _report_verify(args, result) -> int:
     print(summary_line(result))
     print(f"flip {result['flip']} ({result['flip_from']}), mean subtraction "
           f"{'on' if result['mean_subtract'] else 'off'} ({result['mean_subtract_from']})")
+    routes = result.get("self_alignment") or {}
+    if routes:  # a self-aligning model (dlib): how each raw photo's face was found
+        print("self-aligned photos: " + ", ".join(f"{k} {v}" for k, v in routes.items()))
     if args.out:
         print(f"wrote {result['json']} and roc.png")
     return 0

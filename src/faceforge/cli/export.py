@@ -35,12 +35,29 @@ def add_commands(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (model, origin, card, notes)")
     p.set_defaults(func=card)
 
-    p = sub.add_parser("calibrate", help="store a same-person threshold at a FAR in a checkpoint")
-    p.add_argument("checkpoint", metavar="CKPT")
-    p.add_argument("--pairs", required=True, metavar="SOURCE", help="pairs, e.g. pairs:DIR/pairs.txt")
-    p.add_argument("--far", type=bounded(float, 0, 1, open_low=True), default=1e-3,
-                   help="target false-accept rate (default 1e-3)")
-    p.add_argument("--flip", choices=("sum", "concat", "none"), default="sum", help="flip fusion")
+    p = sub.add_parser("calibrate", help="a same-person threshold at one or more FARs, kept with the model",
+                       description="Embed verification pairs (a pair source, or pairs drawn from an identity "
+                       "folder) with MODEL and choose the cosine threshold at each --far that the impostor "
+                       "pairs measure (at least 10/FAR of them). The first FAR's threshold is kept: in a "
+                       "checkpoint, in the card given or beside the model file (ONNX, TorchScript), or in "
+                       "--card-out (dlib:resnet).")
+    p.add_argument("model", metavar="MODEL", help="checkpoint, ONNX, TorchScript or dlib:resnet")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--pairs", metavar="SOURCE", help="pairs, e.g. pairs:DIR/pairs.txt or facex:LIST")
+    src.add_argument("--folder", metavar="DIR",
+                     help="identity folder (DIR/<identity>/<images>): draw identity-disjoint pairs, seeded")
+    p.add_argument("--folder-pairs", type=bounded(int, 2), default=3000, metavar="N",
+                   help="with --folder: pairs to draw (default 3000; half same, half different)")
+    p.add_argument("--seed", type=int, default=0, help="with --folder: the draw's seed (default 0)")
+    p.add_argument("--far", type=far_list, default=[1e-3], metavar="FAR[,FAR...]",
+                   help="target false-accept rates, e.g. 1e-3 or 1e-2,1e-3,1e-4; the first is kept "
+                   "(default 1e-3)")
+    p.add_argument("--flip", choices=("sum", "concat", "none"), default=None,
+                   help="flip fusion (default: the model card's)")
+    p.add_argument("--card", metavar="CARD.yaml", help="the model's card (the threshold is written into it)")
+    p.add_argument("--card-out", metavar="CARD.yaml",
+                   help="write the threshold to this card instead (needed for dlib:resnet)")
+    p.add_argument("--json", action="store_true", help="print the whole record as JSON")
     add_device_option(p)
     p.set_defaults(func=calibrate)
 
@@ -92,13 +109,37 @@ def card(args) -> int:
     return 0
 
 
-def calibrate(args) -> int:
-    from faceforge.deploy.calibration import calibrate_checkpoint
+def far_list(text: str) -> list[float]:
+    """``1e-3`` or ``1e-2,1e-3``: rates in (0, 1)."""
+    import argparse
 
-    res = calibrate_checkpoint(args.checkpoint, args.pairs, args.far, args.flip, resolve_device(args.device))
-    print(
-        f"threshold {res['threshold']:.4f} (cosine, flip {res['flip']}) at FAR {res['far']:g}: "
-        f"TAR {res['tar']:.4f}, measured FAR {res['measured_far']:.4g} on {res['pairs']} pairs "
-        f"(FAR resolution {res['far_resolution']:.2g}); stored in {args.checkpoint}"
-    )
+    try:
+        fars = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected rates such as 1e-3 or 1e-2,1e-3, got '{text}'") from None
+    if not fars or not all(0 < f < 1 for f in fars):
+        raise argparse.ArgumentTypeError(f"expected rates in (0, 1), got '{text}'")
+    return fars
+
+
+def calibrate(args) -> int:
+    import json
+
+    from faceforge.deploy.calibration import calibrate_model
+
+    res = calibrate_model(args.model, args.pairs, args.folder, args.far, args.flip,
+                          resolve_device(args.device), card=args.card, card_out=args.card_out,
+                          folder_count=args.folder_pairs, seed=args.seed)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"{res['source']}: {res['same']} genuine + {res['different']} impostor pairs "
+          f"(smallest measurable FAR {res['smallest_far']:.2g}: 10/impostor pairs), flip {res['flip']}")
+    for row in res["at_far"]:
+        if row["measurable"]:
+            print(f"  FAR {row['far']:g}: threshold {row['threshold']:.4f}  TAR {row['tar']:.4f}  "
+                  f"measured FAR {row['measured_far']:.2g} ({row['false_accepts']} false accepts)")
+        else:
+            print(f"  FAR {row['far']:g}: {row['reason']}")
+    print(f"kept threshold {res['threshold']:.4f} (cosine, FAR {res['far']:g}) in {res['stored_in']}")
     return 0

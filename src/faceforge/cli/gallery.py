@@ -26,7 +26,7 @@ def add_commands(sub) -> None:
     p.add_argument("gallery", help="gallery folder or postgresql:// URL")
     p.add_argument("paths", nargs="+", metavar="PATH", help="images or folders")
     p.add_argument("--identity", default=None, help="identity id (an opaque string)")
-    model_options(p)
+    model_options(p, gallery=True)
     aligned_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_enroll)
@@ -37,7 +37,7 @@ def add_commands(sub) -> None:
     p.add_argument("--top-k", type=bounded(int, 1), default=5, help="identities to list (default 5)")
     p.add_argument("--group", default="max", choices=["max", "mean"],
                    help="identity score: best image (max, default) or mean over its images")
-    model_options(p)
+    model_options(p, threshold=True, gallery=True)
     aligned_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_search)
@@ -57,9 +57,11 @@ def run_create(args) -> int:
     from faceforge.cli.infer import analyzer_from_args
     from faceforge.deploy.commands import create_gallery
 
-    info = create_gallery(args.gallery, analyzer_from_args(args), ivf_threshold=args.ivf_threshold,
-                          nprobe=args.nprobe)
-    print(f"created gallery {info['path']} (model {info['model_id']}, dim {info['dim']})")
+    analyzer = analyzer_from_args(args)
+    info = create_gallery(args.gallery, analyzer, ivf_threshold=args.ivf_threshold, nprobe=args.nprobe,
+                          card=args.card)
+    print(f"created gallery {info['path']} for model {analyzer.model} (id {info['model_id']}, "
+          f"dim {info['dim']}; later commands use it without --model)")
     return 0
 
 
@@ -68,7 +70,8 @@ def run_enroll(args) -> int:
     from faceforge.deploy.commands import enroll_files
     from faceforge.io.progress import progress_callback
 
-    r = enroll_files(args.gallery, analyzer_from_args(args), args.identity, args.paths, aligned=args.aligned,
+    r = enroll_files(args.gallery, analyzer_from_args(args, args.gallery), args.identity, args.paths,
+                     aligned=args.aligned,
                      progress=progress_callback("enroll", not args.quiet))
     info = r["gallery"]
     print(f"enrolled {r['enrolled']} images of {r['identities']} identities; skipped "
@@ -105,11 +108,13 @@ def run_list(args) -> int:
     from faceforge.deploy.gallery import Gallery
 
     with Gallery(args.gallery) as g:
-        ids, info = g.identities(), g.info()
+        ids, info, record = g.identities(), g.info(), dict(g.model_record)
+    model = record.get("path") or "not recorded"
     if args.json:
-        print(json.dumps({"info": info, "identities": [{"identity": i, "images": n} for i, n in ids]}))
+        print(json.dumps({"info": {**info, "model": model}, "identities": [{"identity": i, "images": n}
+                                                                          for i, n in ids]}))
         return 0
-    print(f"{info['identities']} identities, {info['images']} images (model {info['model_id']}, "
+    print(f"{info['identities']} identities, {info['images']} images (model {model}, id {info['model_id']}, "
           f"{info['kind']} index)")
     for name, n in ids:
         print(f"{name}\t{n}")

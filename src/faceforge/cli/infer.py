@@ -7,6 +7,8 @@ import sys
 
 from faceforge.cli._common import bounded, device_name
 
+NO_THRESHOLD = "calibrate one: 'faceforge calibrate MODEL --folder PEOPLE/'"
+
 
 def multi_option(p) -> None:
     from faceforge.align.select import DEFAULT_MULTI, MULTI_POLICIES
@@ -16,10 +18,13 @@ def multi_option(p) -> None:
                    "largest, none, or all (the same rule as 'faceforge align')")
 
 
-def model_options(p, threshold: bool = False) -> None:
-    """Options every inference command shares (also used by ``gallery`` and ``serve``)."""
-    p.add_argument("--model", required=True,
-                   help="model: faceforge checkpoint (.ckpt/.pt), ONNX, TorchScript or dlib:resnet")
+def model_options(p, threshold: bool = False, gallery: bool = False) -> None:
+    """Options every inference command shares (also used by ``gallery`` and ``serve``); ``gallery``:
+    the command opens a gallery, whose recorded model is the default."""
+    default = "the gallery's own model" if gallery else "dlib:resnet, pretrained, with a threshold"
+    p.add_argument("--model", default=None,
+                   help=f"model: faceforge checkpoint (.ckpt/.pt), ONNX, TorchScript or dlib:resnet "
+                   f"(default: {default})")
     p.add_argument("--card", default=None, metavar="CARD.yaml",
                    help="model card saying how to feed the model (default: one beside the model file, "
                    "the ONNX metadata or the checkpoint's record)")
@@ -31,13 +36,20 @@ def model_options(p, threshold: bool = False) -> None:
                        help="'same person' cosine threshold (default: the model's calibrated one)")
 
 
-def analyzer_from_args(args):
-    """The FaceAnalyzer of ``--model/--card/--detector/--device/--multi[/--threshold]``; the line said
-    when the model has no card goes to stderr."""
+def analyzer_from_args(args, gallery=None):
+    """The FaceAnalyzer of ``--model/--card/--detector/--device/--multi[/--threshold]`` (``--model``
+    default: dlib:resnet, or with ``gallery`` the gallery's recorded model); the line said when the
+    model has no card goes to stderr."""
     from faceforge.deploy.commands import load_analyzer
+    from faceforge.deploy.gallery_model import gallery_analyzer
 
-    analyzer = load_analyzer(args.model, args.detector, args.device, getattr(args, "threshold", None),
-                             card=args.card, multi=args.multi)
+    threshold = getattr(args, "threshold", None)
+    if gallery is not None:
+        analyzer = gallery_analyzer(gallery, args.model, args.detector, args.device, threshold, args.card,
+                                    args.multi)
+    else:
+        analyzer = load_analyzer(args.model, args.detector, args.device, threshold, card=args.card,
+                                 multi=args.multi)
     if analyzer.embedder.card_note:
         print(analyzer.embedder.card_note, file=sys.stderr)
     return analyzer
@@ -85,7 +97,7 @@ def add_commands(sub) -> None:
     p.add_argument("--group", default="max", choices=["max", "mean"],
                    help="identity score: best image (max, default) or mean over its images")
     p.add_argument("--all-faces", action="store_true", help="every face (default: the one --multi picks)")
-    model_options(p)
+    model_options(p, threshold=True, gallery=True)
     aligned_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_identify)
@@ -93,10 +105,12 @@ def add_commands(sub) -> None:
 
 def run_embed(args) -> int:
     from faceforge.deploy.commands import embed_files
-    from faceforge.io.progress import progress_callback
 
     # one process: the analyzer carries --card and --multi; workers each load their own from the file
-    model = analyzer_from_args(args) if args.workers == 1 else args.model
+    from faceforge.embed.dlib_embedder import DEFAULT_MODEL
+    from faceforge.io.progress import progress_callback
+
+    model = analyzer_from_args(args) if args.workers == 1 else (args.model or DEFAULT_MODEL)
     r = embed_files(args.paths, model, args.out, all_faces=args.all_faces, aligned=args.aligned,
                     detector=args.detector, device=args.device, workers=args.workers, batch=args.batch,
                     card=args.card, multi=args.multi, progress=progress_callback("embed", not args.quiet))
@@ -122,24 +136,36 @@ def run_verify(args) -> int:
     r = verify_files(args.a, args.b, analyzer_from_args(args), threshold=args.threshold, aligned=args.aligned)
     if args.json:
         print(json.dumps(r))
+    elif r["same"] is None:
+        print(f"similarity {r['similarity']:.4f} (cosine); {r['hint']}")
     else:
         verdict = "same person" if r["same"] else "different people"
-        print(f"similarity {r['similarity']:.4f}  threshold {r['threshold']:.4f}  {verdict}")
+        print(f"{verdict}: similarity {r['similarity']:.4f}, threshold {r['threshold']:.4f}"
+              f"{far_text(r['far'])} ({r['threshold_source']})")
     return 0
+
+
+def far_text(far) -> str:
+    return f" at FAR {far:g}" if far is not None else " (FAR not stated)"
 
 
 def run_identify(args) -> int:
     from faceforge.deploy.commands import identify_file
 
-    r = identify_file(args.probe, args.gallery, analyzer_from_args(args), k=args.top_k, group=args.group,
-                      all_faces=args.all_faces, aligned=args.aligned)
+    r = identify_file(args.probe, args.gallery, analyzer_from_args(args, args.gallery), k=args.top_k,
+                      group=args.group, all_faces=args.all_faces, aligned=args.aligned)
     if args.json:
         print(json.dumps(r))
         return 0
+    if r["threshold"] is None:
+        print(f"no threshold: matches are ranked only, never 'unknown' ({NO_THRESHOLD}, or pass --threshold)")
+    else:
+        print(f"threshold {r['threshold']:.4f}{far_text(r['far'])} ({r['threshold_source']}); "
+              "below it a face is 'unknown'")
     for i, face in enumerate(r["faces"]):
-        print(f"face {i} box {face['box']}:")
-        if not face["matches"]:
-            print("  (gallery is empty)")
+        best = face["matches"][0]["score"] if face["matches"] else None
+        answer = face["answer"] if face["known"] is not False else f"unknown (best score {best:.4f})"
+        print(f"face {i} box {face['box']}: {answer if face['matches'] else '(gallery is empty)'}")
         for rank, m in enumerate(face["matches"], 1):
             print(f"  {rank}. {m['identity']}  {m['score']:.4f}  "
                   f"({m['images']} images, best {m['best_source']})")

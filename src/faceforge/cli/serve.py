@@ -15,7 +15,7 @@ def add_commands(sub) -> None:
     p.add_argument("--gallery", required=True,
                    help="gallery folder or postgresql:// URL (see 'faceforge gallery create'); several "
                    "replicas may serve one PostgreSQL gallery")
-    model_options(p, threshold=True)
+    model_options(p, threshold=True, gallery=True)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=bounded(int, 1, 65535), default=8080, help="port (default 8080)")
     p.add_argument("--api-key-env", default="FACEFORGE_API_KEY",
@@ -72,7 +72,7 @@ def run_serve(args) -> int:
 
     # the analyzer carries --card and --multi (the service picks faces with the analyzer's rule)
     config = ServiceConfig(
-        gallery=check_gallery_path(args.gallery), model=analyzer_from_args(args), api_key=key,
+        gallery=check_gallery_path(args.gallery), model=analyzer_from_args(args, args.gallery), api_key=key,
         insecure_no_auth=args.insecure_no_auth and key is None,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_pixels=args.max_pixels,
         detector=args.detector, device=args.device, threshold=args.threshold,

@@ -1,8 +1,10 @@
 """``faceforge.FaceAnalyzer``: detect, align, embed and compare faces with one object.
 
+    >>> fa = FaceAnalyzer()                  # dlib:resnet, its threshold calibrated by faceforge
     >>> fa = FaceAnalyzer(model="runs/demo/model.onnx")            # or a .ckpt, .ts, "dlib:resnet"
     >>> faces = fa.embed("group.jpg")                              # list of faces with .embedding
     >>> similarity, same = fa.compare("a.jpg", "b.jpg")
+    >>> fa.identify("probe.jpg", "gallery/")  # open set: "unknown" below the threshold, top-k listed
 
 The model decides how a face is aligned and fed (its card: input size, template, colour order,
 layout, normalisation, flip fusion) and which threshold means "same person" (its calibration: the
@@ -24,6 +26,8 @@ from faceforge.align.detectors.base import Face
 from faceforge.errors import UserError
 
 BACKENDS = ("auto", "torch", "onnx")
+NO_THRESHOLD_HINT = ("calibrate one: 'faceforge calibrate MODEL --folder PEOPLE/' (an identity folder) or "
+                     "'--pairs SOURCE'")
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 
 
@@ -67,11 +71,12 @@ def _is_torchscript(path: Path) -> bool:
 
 
 class FaceAnalyzer:
-    def __init__(self, model, detector: str = "retinaface", device: str = "cpu", backend: str = "auto",
+    def __init__(self, model=None, detector: str = "retinaface", device: str = "cpu", backend: str = "auto",
                  card=None, threshold: float | None = None, multi: str = "largest_center",
                  landmarks=False, engine: str | None = None, **detector_options):
-        """``landmarks``: True (the model shipped with faceforge) or a landmark checkpoint/.onnx puts
-        88 points on every detected face (``face.points``)."""
+        """``model``: default ``dlib:resnet`` (real pretrained weights shipped in a package, with a
+        threshold faceforge calibrated). ``landmarks``: True (the model shipped with faceforge) or a
+        landmark checkpoint/.onnx puts 88 points on every detected face (``face.points``)."""
         if backend not in BACKENDS:
             raise UserError(f"backend '{backend}': expected one of {', '.join(BACKENDS)}")
         from faceforge.align.detectors import get_detector
@@ -79,9 +84,12 @@ class FaceAnalyzer:
 
         self.multi = check_policy(multi)  # which face of a photo with several (faceforge.align.select)
 
+        from faceforge.embed.dlib_embedder import DEFAULT_MODEL
+
         self.device, self.engine = device, engine
         self.calibration: dict | None = None
-        self.embedder, self.backend = self._load(model, device, backend, card)
+        self.model = DEFAULT_MODEL if model is None else model
+        self.embedder, self.backend = self._load(self.model, device, backend, card)
         self.card = getattr(self.embedder, "card", None)
         if self.card is None:
             raise UserError(f"model {model}: no card describes its input")
@@ -93,11 +101,17 @@ class FaceAnalyzer:
             spec = None if landmarks is True else landmarks
             self.landmarker = FaceLandmarker(LandmarkPredictor.load(spec, engine=engine),
                                              detector_object=self.detector)
-        self.threshold = threshold
+        # the "same person" threshold, its FAR and where it came from (said by verify and identify)
+        self.threshold, self.threshold_far, self.threshold_source = threshold, None, "given (--threshold)"
         if self.threshold is None and self.card.threshold is not None:
-            self.threshold = float(self.card.threshold)
+            self.threshold, self.threshold_far = float(self.card.threshold), self.card.far
+            self.threshold_source = f"model card ({getattr(self.embedder, 'card_origin', '') or 'card'})"
         if self.threshold is None and self.calibration:
             self.threshold = float(self.calibration["threshold"])
+            self.threshold_far = self.calibration.get("far")
+            self.threshold_source = "checkpoint calibration ('faceforge calibrate')"
+        if self.threshold is None:
+            self.threshold_source = None
         cal_flip = (self.calibration or {}).get("flip")
         self.flip = cal_flip or self.card.flip  # score with the fusion the threshold was chosen under
 
@@ -113,7 +127,7 @@ class FaceAnalyzer:
         if spec.startswith("dlib:"):
             from faceforge.embed.loading import load_embedder
 
-            return load_embedder(spec, device), "dlib"
+            return load_embedder(spec, device, card), "dlib"
         path = Path(spec)
         if not path.is_file():
             raise UserError(f"model: file not found: {path}")
@@ -237,9 +251,17 @@ class FaceAnalyzer:
             raise UserError(f"compare: embeddings differ in size ({ea.shape[0]} vs {eb.shape[0]})")
         sim = float(np.dot(ea, eb))
         if self.threshold is None:
-            raise UserError("compare: the model has no calibrated threshold; run 'faceforge calibrate CKPT "
-                            "--pairs SRC --far 1e-3' (or export with --pairs/--far), or pass threshold=")
+            raise UserError(f"compare: similarity {sim:.4f}, but the model has no threshold; "
+                            f"{NO_THRESHOLD_HINT}, or pass threshold=")
         return sim, bool(sim >= self.threshold)
+
+    def identify(self, img, gallery, k: int = 5, group: str = "max", all_faces: bool = False) -> list[dict]:
+        """Open-set search of a gallery (folder or open ``Gallery``) for the face(s) of ``img``: per face
+        ``answer`` (the best identity, or "unknown" below the threshold), ``known`` and the top-k
+        ``matches`` with scores (:func:`faceforge.deploy.commands.identify_faces`)."""
+        from faceforge.deploy.commands import identify_array
+
+        return identify_array(load_image(img), gallery, self, k, group, all_faces)
 
     def __repr__(self) -> str:
         return (f"FaceAnalyzer(model={self.embedder.meta.name!r}, backend={self.backend!r}, "

@@ -231,31 +231,46 @@ def verify_files(a: str | os.PathLike, b: str | os.PathLike, model, threshold: f
     return verify_faces(analyzer, fa, fb)
 
 
+def threshold_info(analyzer) -> dict:
+    """The threshold in use, its FAR and where it came from (None values when there is none)."""
+    thr = analyzer.threshold
+    return {"threshold": None if thr is None else round(float(thr), 6), "far": analyzer.threshold_far,
+            "source": analyzer.threshold_source}
+
+
 def verify_faces(analyzer, fa, fb) -> dict:
+    """Similarity and, when the model has a threshold, the verdict; without one ``same`` is None and
+    ``hint`` says how to get a threshold."""
+    from faceforge.deploy.analyzer import NO_THRESHOLD_HINT
+
     sim = float(np.dot(fa.embedding, fb.embedding))
     if not np.isfinite(sim):
         raise UserError("verify: the model gives non-finite embeddings (damaged or diverged weights?)")
-    thr = analyzer.threshold
-    if thr is None:
-        raise UserError("verify: the model has no calibrated threshold; pass --threshold or calibrate it "
-                        "('faceforge calibrate')")
-    return {"similarity": round(sim, 6), "threshold": round(float(thr), 6), "same": bool(sim >= thr),
-            "a": _face_record(fa), "b": _face_record(fb)}
+    info = open_set_info(analyzer)
+    out = {"similarity": round(sim, 6), **info,
+           "same": None if info["threshold"] is None else bool(sim >= analyzer.threshold),
+           "a": _face_record(fa), "b": _face_record(fb)}
+    if out["same"] is None:
+        out["hint"] = f"no threshold for this model: {NO_THRESHOLD_HINT}, or pass --threshold"
+    return out
 
 
 # -------------------------------------------------------------------------------------- gallery
 
 
-def create_gallery(path: str | os.PathLike, model, ivf_threshold: int = 100_000, nprobe: int = 16,
-                   detector: str = "retinaface", device: str = "cpu") -> dict:
-    """A new gallery keyed to ``model`` (its id and embedding width)."""
+def create_gallery(path: str | os.PathLike, model=None, ivf_threshold: int = 100_000, nprobe: int = 16,
+                   detector: str = "retinaface", device: str = "cpu", card=None) -> dict:
+    """A new gallery keyed to ``model`` (default dlib:resnet): its id and embedding width, and the
+    model's path, content hash and card (so later commands need no ``--model``)."""
     from faceforge.deploy.gallery import Gallery
+    from faceforge.deploy.gallery_model import model_record
 
-    analyzer = load_analyzer(model, detector, device)
+    analyzer = load_analyzer(model, detector, device, card=card)
     h, w = (int(v) for v in analyzer.card.input_size)
     dim = int(analyzer.embed_crops(np.zeros((1, h, w, 3), np.uint8)).shape[1])
     mid = analyzer_model_id(analyzer)
-    with Gallery.create(path, mid, dim, ivf_threshold=ivf_threshold, nprobe=nprobe) as g:
+    with Gallery.create(path, mid, dim, ivf_threshold=ivf_threshold, nprobe=nprobe,
+                        model_record=model_record(analyzer, card)) as g:
         return g.info()
 
 
@@ -327,7 +342,9 @@ def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
     n_files = sum(len(files) for _, files in groups)
     if n_files == 0:
         raise UserError(f"enroll: no image file in {', '.join(str(p) for p in paths)}")
-    analyzer = load_analyzer(model, detector, device)
+    from faceforge.deploy.gallery_model import gallery_analyzer
+
+    analyzer = gallery_analyzer(gallery_path, model, detector, device)
     summary = {"identities": 0, "enrolled": 0, "already": 0, "not_images": [], "no_face": []}
     done = 0
     with Gallery(gallery_path) as g:
@@ -364,22 +381,51 @@ def enroll_files(gallery_path: str | os.PathLike, model, identity: str | None,
     return summary
 
 
-def identify_file(probe: str | os.PathLike, gallery_path: str | os.PathLike, model, k: int = 5,
+def identify_file(probe: str | os.PathLike, gallery_path: str | os.PathLike, model=None, k: int = 5,
                   group: str = "max", all_faces: bool = False, aligned: bool = False,
                   detector: str = "retinaface", device: str = "cpu") -> dict:
-    """The top-k gallery identities for the (picked, or every) face of ``probe``."""
+    """Open-set identification of the (picked, or every) face of ``probe`` in a gallery: see
+    :func:`identify_faces`. ``model`` None: the gallery's own model."""
+    from faceforge.deploy.gallery_model import gallery_analyzer
+
+    analyzer = gallery_analyzer(gallery_path, model, detector, device)
+    out = identify_array(read_image_file(probe), gallery_path, analyzer, k, group, all_faces, aligned,
+                         where=str(probe))
+    return {"probe": str(probe), **out}
+
+
+def identify_array(img: np.ndarray, gallery, analyzer, k: int = 5, group: str = "max",
+                   all_faces: bool = False, aligned: bool = False, where: str = "image") -> dict:
+    """:func:`identify_file` on a decoded image; ``gallery``: a folder or an open Gallery."""
     from faceforge.deploy.gallery import Gallery
 
-    analyzer = load_analyzer(model, detector, device)
-    img = read_image_file(probe)
     faces = faces_in(analyzer, img, aligned, all_faces)
     if not faces:
-        raise UserError(f"{probe}: no face found")
-    with Gallery(gallery_path) as g:
-        return {"probe": str(probe), "faces": identify_faces(g, analyzer, faces, k, group)}
+        raise UserError(f"{where}: no face found")
+    if isinstance(gallery, Gallery):
+        return {"faces": identify_faces(gallery, analyzer, faces, k, group), **open_set_info(analyzer)}
+    with Gallery(gallery) as g:
+        return {"faces": identify_faces(g, analyzer, faces, k, group), **open_set_info(analyzer)}
+
+
+def open_set_info(analyzer) -> dict:
+    """What an identification answer says about its threshold."""
+    info = threshold_info(analyzer)
+    return {"threshold": info["threshold"], "far": info["far"], "threshold_source": info["source"]}
 
 
 def identify_faces(gallery, analyzer, faces, k: int = 5, group: str = "max") -> list[dict]:
+    """Per face: the top-k ``matches`` (identity, score) and the open-set ``answer``: the best
+    identity when its score reaches the analyzer's threshold, else "unknown" (``known`` False);
+    without a threshold ``answer`` is the best identity and ``known`` None (ranking only)."""
     embs = np.stack([f.embedding for f in faces])
     results = gallery.search(embs, k=k, group=group, model=analyzer_model_id(analyzer))
-    return [_face_record(f, matches=[m.to_dict() for m in r]) for f, r in zip(faces, results)]
+    out = []
+    for f, r in zip(faces, results):
+        matches = [m.to_dict() for m in r]
+        best = matches[0] if matches else None
+        thr = analyzer.threshold
+        known = None if thr is None or best is None else bool(best["score"] >= thr)
+        answer = "unknown" if known is False or best is None else best["identity"]
+        out.append(_face_record(f, answer=answer, known=known, matches=matches))
+    return out

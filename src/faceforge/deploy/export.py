@@ -227,7 +227,8 @@ def export_onnx(ckpt: str | Path, out: str | Path, precision: str = "fp32", cali
             card.threshold, card.far, card.flip = cal["threshold"], cal["far"], use_flip
             report["calibration"] = cal
             log(f"calibrated threshold {cal['threshold']:.4f} (cosine) at FAR {far:g}: TAR {cal['tar']:.4f} "
-                f"on {cal['pairs']} pairs (FAR resolution {cal['far_resolution']:.2g})")
+                f"on {cal['same']} genuine + {cal['different']} impostor pairs (smallest measurable FAR "
+                f"{cal['smallest_far']:.2g})")
 
         final = onnx.load(str(final_path))
         set_metadata(final, card)

@@ -128,7 +128,8 @@ class Gallery:
         if int(meta.get("version", 0)) > VERSION:
             raise UserError(f"{self.location}: gallery format version {meta['version']} is newer than "
                             "this faceforge")
-        self.model_id = meta["model_id"]
+        self.model_id = meta["model_id"]  # model_path/_sha256/_card/_card_file: deploy.gallery_model
+        self.model_record = {k[6:]: v for k, v in meta.items() if k.startswith("model_") and k != "model_id"}
         self.dim = int(meta["dim"])
         self.ivf_threshold = int(meta["ivf_threshold"])
         self.nprobe = int(nprobe or meta["nprobe"])
@@ -162,9 +163,11 @@ class Gallery:
 
     @classmethod
     def create(cls, path: str | os.PathLike, model: str, dim: int, *, ivf_threshold: int = 100_000,
-               nprobe: int = 16, checkpoint_every: int = 1024, exist_ok: bool = False) -> Gallery:
+               nprobe: int = 16, checkpoint_every: int = 1024, exist_ok: bool = False,
+               model_record: dict | None = None) -> Gallery:
         """A new empty gallery for embeddings of width ``dim`` made by model id ``model``, in a
-        folder or a PostgreSQL database (``postgresql://...``)."""
+        folder or a PostgreSQL database (``postgresql://...``); ``model_record``: the model's path,
+        content hash and card, so that later commands need no ``--model``."""
         if not isinstance(model, str) or not re.match(r"^[0-9A-Za-z_.:-]{1,128}$", model):
             raise UserError(f"model id {model!r}: expected 1-128 characters of [0-9A-Za-z_.:-]")
         if int(dim) < 1:
@@ -187,7 +190,8 @@ class Gallery:
             "ivf_threshold": int(ivf_threshold), "nprobe": int(nprobe),
             "checkpoint_every": int(checkpoint_every),
             "generation": 0, "checkpoint_gen": -1, "checkpoint_sha1": "", "checkpoint_file": "",
-            "created": time.time()})
+            "created": time.time(),
+            **{f"model_{k}": v for k, v in (model_record or {}).items()}})
         return cls(location)
 
     def close(self) -> None:

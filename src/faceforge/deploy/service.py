@@ -4,7 +4,8 @@ Endpoints (JSON out; images in as multipart uploads or base64 strings in a JSON 
 
     POST   /v1/embed            image [, all_faces, aligned]          -> faces with embeddings
     POST   /v1/verify           a, b [, aligned]                      -> similarity, threshold, same
-    POST   /v1/identify         image [, top_k, group, all_faces, aligned] -> faces with matches
+    POST   /v1/identify         image [, top_k, group, all_faces, aligned] -> faces (answer: an
+                                identity or "unknown" below the threshold; top-k matches), threshold
     POST   /v1/gallery/enroll   identity, image (repeatable) / images [, aligned, largest_face] -> vector ids
     DELETE /v1/gallery/{identity}                                     -> images removed
     GET    /v1/gallery                                                -> gallery info
@@ -100,6 +101,11 @@ class ServiceConfig:
                 raise UserError(f"serve: {name} must be a positive number of seconds")
         if not 0 <= float(self.batch_window_ms) <= 1000 or not 0 < float(self.aligned_tolerance) < 1:
             raise UserError("serve: batch_window_ms must be in [0, 1000] and aligned_tolerance in (0, 1)")
+
+
+def public_source(info: dict) -> dict:
+    """A threshold's source without its detail, which may name a server path (a card's file)."""
+    return {**info, "threshold_source": (info.get("threshold_source") or "").split(" (")[0] or None}
 
 
 def _fastapi():
@@ -252,7 +258,7 @@ def create_app(config: ServiceConfig, analyzer=None):
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
 
-    from faceforge.deploy.commands import _face_record, identify_faces, verify_faces
+    from faceforge.deploy.commands import _face_record, identify_faces, open_set_info, verify_faces
     from faceforge.deploy.gallery_records import IDENTITY_RULE
     from faceforge.deploy.gallery_store import GalleryUnavailable
 
@@ -338,7 +344,7 @@ def create_app(config: ServiceConfig, analyzer=None):
 
         def work():
             fa, fb = (f[0] for f in service.faces([(da, "a"), (db, "b")], aligned))
-            return verify_faces(service.analyzer, fa, fb)
+            return public_source(verify_faces(service.analyzer, fa, fb))
 
         return await run_in_threadpool(work)
 
@@ -360,7 +366,8 @@ def create_app(config: ServiceConfig, analyzer=None):
                     m.pop("best_source", None)  # a server path when the gallery was enrolled from files
             return found
 
-        return {"faces": await run_in_threadpool(work)}
+        # open set: each face's "answer" is "unknown" below this threshold (its FAR and source said)
+        return {"faces": await run_in_threadpool(work), **public_source(open_set_info(service.analyzer))}
 
     @app.post("/v1/gallery/enroll", openapi_extra=body_doc(
         {"identity": f"identity id: {IDENTITY_RULE}", "image": "one image (repeatable in multipart)",

@@ -36,6 +36,8 @@ class Embeddings:
     corrupt: list[str] = field(default_factory=list)
     unaligned: int = 0  # images not at an aligned crop's size (resized whole, or self-aligned)
     unaligned_example: str = ""  # e.g. "250x250"
+    # a self-aligning model's routes to the face of each raw photo (dlib: hog / detector_box / whole_image)
+    self_alignment: dict = field(default_factory=dict)
 
     @property
     def num_corrupt(self) -> int:
@@ -78,23 +80,24 @@ class _ImageSet:
             # a self-aligning model (dlib) takes only its own crops as they are: it aligns the rest
             aligned = (tuple(img.shape[:2]) == tuple(self.size) if self.prepare_photo is not None
                        else looks_aligned(img.shape, self.size))
-            unaligned = "" if aligned else f"{img.shape[0]}x{img.shape[1]}"
+            unaligned, route = ("" if aligned else f"{img.shape[0]}x{img.shape[1]}"), ""
             if unaligned and self.prepare_photo is not None:
-                img = self.prepare_photo(img)  # the model's own detection and alignment
+                img, route = self.prepare_photo(img)  # the model's own detection and alignment
             elif self.rewarp is not None and not unaligned and tuple(img.shape[:2]) != tuple(self.size):
                 warped = self.rewarp(img)  # an ArcFace crop re-aligned to the card's own template points
                 img = img if warped is None else warped
-            return i, np.ascontiguousarray(fit_to_input(img, self.size, self.template)), unaligned
+            return i, np.ascontiguousarray(fit_to_input(img, self.size, self.template)), unaligned, route
         except CorruptImage as e:
-            return i, None, str(e)
+            return i, None, str(e), ""
 
 
 def _collate(batch):
-    idx = [i for i, img, _ in batch if img is not None]
-    imgs = np.stack([img for _, img, _ in batch if img is not None]) if idx else None
-    bad = [(i, msg) for i, img, msg in batch if img is None]
-    unaligned = [msg for _, img, msg in batch if img is not None and msg]
-    return idx, imgs, bad, unaligned
+    idx = [i for i, img, _, _ in batch if img is not None]
+    imgs = np.stack([img for _, img, _, _ in batch if img is not None]) if idx else None
+    bad = [(i, msg) for i, img, msg, _ in batch if img is None]
+    unaligned = [msg for _, img, msg, _ in batch if img is not None and msg]
+    routes = [route for _, _, _, route in batch if route]
+    return idx, imgs, bad, unaligned, routes
 
 
 def _flip_features(embedder: Embedder, imgs: np.ndarray, flip: str) -> np.ndarray:
@@ -133,6 +136,7 @@ def embed_images(
     valid = np.zeros(n, dtype=bool)
     corrupt: list[str] = []
     unaligned: list[str] = []
+    routes: dict[str, int] = {}
     loader = DataLoader(
         dataset,
         batch_size=max(1, int(batch_size)),
@@ -141,9 +145,11 @@ def embed_images(
         collate_fn=_collate,
     )
     done = 0
-    for idx, imgs, bad, odd in loader:
+    for idx, imgs, bad, odd, found in loader:
         corrupt.extend(msg for _, msg in bad)
         unaligned.extend(odd)
+        for route in found:
+            routes[route] = routes.get(route, 0) + 1
         if idx:
             out = _flip_features(embedder, imgs, flip)
             if out.shape[1] != dim:
@@ -158,4 +164,4 @@ def embed_images(
         done += len(idx) + len(bad)
         if progress:
             progress(done, n)
-    return Embeddings(feats, valid, corrupt, len(unaligned), unaligned[0] if unaligned else "")
+    return Embeddings(feats, valid, corrupt, len(unaligned), unaligned[0] if unaligned else "", routes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +37,14 @@ def _read_cached(path: Path, count: int) -> Embeddings | None:
         with np.load(path, allow_pickle=False) as z:
             features, valid, corrupt = z["features"], z["valid"], [str(s) for s in z["corrupt"]]
             unaligned, example = int(z["unaligned"]), str(z["unaligned_example"])
+            routes = json.loads(str(z["self_alignment"])) if "self_alignment" in z else {}
     except Exception:  # zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError, OSError
         return None
     if features.ndim != 2 or features.shape[0] != count or valid.shape != (count,):
         return None
     if not np.isfinite(features[valid.astype(bool)]).all():
         return None
-    return Embeddings(features, valid.astype(bool), corrupt, unaligned, example)
+    return Embeddings(features, valid.astype(bool), corrupt, unaligned, example, routes)
 
 
 def cached_embeddings(
@@ -75,6 +77,7 @@ def cached_embeddings(
         np.savez(
             buf, features=result.features, valid=result.valid, corrupt=np.array(result.corrupt, dtype=str),
             unaligned=np.array(result.unaligned), unaligned_example=np.array(result.unaligned_example),
+            self_alignment=np.array(json.dumps(result.self_alignment)),
         )
         atomic_write_bytes(path, buf.getvalue())
     return result

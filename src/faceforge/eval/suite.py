@@ -35,6 +35,7 @@ from faceforge.embed.base import FLIPS, Embedder
 from faceforge.embed.loading import load_embedders
 from faceforge.errors import UserError
 from faceforge.eval import report
+from faceforge.eval.thresholds import tar_cell
 from faceforge.eval.verification import PROTOCOLS
 
 
@@ -202,7 +203,7 @@ def _cells(cfg: SuiteConfig, res: dict[str, Any]) -> dict[str, str]:
     for bench in cfg.verification:
         r = res[bench]
         if "benchmark" in r:  # an IJB row: TAR at the FAR the field quotes first
-            cells[f"{bench} TAR@1e-4"] = f"{100 * r['tar_at_far']['0.0001']['tar']:.2f}"
+            cells[f"{bench} TAR@1e-4"] = tar_cell(r["tar_at_far"]["0.0001"], percent=True)
         else:
             cells[bench] = f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f}"
     for bench in cfg.identification:
@@ -242,7 +243,7 @@ def write_report(cfg: SuiteConfig, results: dict[str, dict[str, Any]], out: Path
             m: {
                 "accuracy": f"{100 * r[bench]['accuracy']:.2f}",
                 "threshold": f"{r[bench]['threshold']:.4f}",
-                **{f"TAR@FAR={k}": f"{100 * v['tar']:.2f}" for k, v in r[bench]["tar_at_far"].items()},
+                **{f"TAR@FAR={k}": tar_cell(v, percent=True) for k, v in r[bench]["tar_at_far"].items()},
                 "EER": f"{100 * r[bench]['eer']:.2f}",
                 "dropped pairs": str(r[bench]["dropped_pairs"]),
             }

@@ -37,6 +37,7 @@ import numpy as np
 
 from faceforge.embed.base import l2_normalize
 from faceforge.errors import UserError
+from faceforge.eval.thresholds import smallest_far, tar_cell, tar_table
 
 PROTOCOLS = ("insightface", "facex")
 FAR_TARGETS = (1e-4, 1e-3, 1e-2)
@@ -355,10 +356,8 @@ def verify_embeddings(
         scores = scores32.astype(np.float64)
     roc = roc_curve(scores, issame)
     sign = -1.0 if protocol == "insightface" else 1.0  # thresholds back in the protocol's unit
-    out["tar_at_far"] = {}
-    for far in far_targets:
-        tar, thr = tar_at_far(roc, far)
-        out["tar_at_far"][f"{far:g}"] = {"tar": tar, "threshold": sign * thr}
+    # TAR/threshold only where the impostor pairs measure the FAR (None, measurable False elsewhere)
+    out["tar_at_far"] = tar_table(roc, far_targets, out["different"], sign)
     out["eer"], eer_thr = equal_error_rate(roc)
     out["eer_threshold"] = sign * eer_thr
     out["roc_fpr"], out["roc_tpr"] = roc["fpr"], roc["tpr"]
@@ -402,7 +401,10 @@ def summary_line(result: dict[str, Any]) -> str:
     """One line a user reads: accuracy +- spread, threshold, TAR@FAR and EER."""
     spread = "s.e." if result["protocol"] == "facex" else "std"
     unit = "cos" if result["protocol"] == "facex" else "dist^2"
-    tars = ", ".join(f"TAR@FAR={k}: {v['tar']:.4f}" for k, v in result["tar_at_far"].items())
+    tars = ", ".join(f"TAR@FAR={k}: {tar_cell(v)}" for k, v in result["tar_at_far"].items())
+    if any(not v.get("measurable", True) for v in result["tar_at_far"].values()):
+        tars += f" (n/m: not measurable, {result['different']} impostor pairs need FAR >= " \
+                f"{smallest_far(result['different']):.2g})"
     text = (
         f"accuracy {result['accuracy']:.4f} ± {result['accuracy_std']:.4f} ({spread}, "
         f"{result['folds']} folds, {result['pairs']} pairs), threshold {result['threshold']:.4f} "
@@ -497,7 +499,8 @@ def evaluate_pairs(
     result.update({"model": embedder.meta.name, **choices, "preprocessing": preprocessing_record(embedder),
                    "images": len(pairs.images), "unaligned_images": emb.unaligned,
                    "unaligned_example": emb.unaligned_example,
-                   "self_aligned": emb.unaligned > 0 and hasattr(embedder, "prepare_photo")})
+                   "self_aligned": emb.unaligned > 0 and hasattr(embedder, "prepare_photo"),
+                   "self_alignment": emb.self_alignment})
     return result
 
 

@@ -27,20 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from faceforge.embed.dlib_embedder import BOX_DOWN, BOX_SIDE_H, BOX_SIDE_W, dlib_box
 from faceforge.errors import UserError
 
 TEACHERS = ("dlib68",)
-BOX_SIDE_W, BOX_SIDE_H, BOX_DOWN = 1.075, 0.795, 0.052
-
-
-def teacher_rect(box) -> tuple[int, int, int, int]:
-    """dlib-style square box (left, top, right, bottom) for a RetinaFace box [x1, y1, x2, y2]."""
-    x1, y1, x2, y2 = (float(v) for v in box[:4])
-    w, h = x2 - x1, y2 - y1
-    side = (BOX_SIDE_W * w + BOX_SIDE_H * h) / 2
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 + BOX_DOWN * h
-    return (int(round(cx - side / 2)), int(round(cy - side / 2)),
-            int(round(cx + side / 2)), int(round(cy + side / 2)))
+teacher_rect = dlib_box  # the rule measured for the teacher, shared with dlib:resnet's chips
 
 
 class Dlib68:

@@ -1,0 +1,119 @@
+"""The shipped threshold of ``dlib:resnet``: calibrated on one half of celeba299's identities,
+checked on the other half (identities never seen by the calibration).
+
+    .venv/bin/python bench/calibrate_dlib.py                      # ../shared/data/celeba299, seed 0
+    .venv/bin/python bench/calibrate_dlib.py --cache /tmp/celeba_dlib.npz --json cal.json
+
+Every photo is embedded once the way ``eval verify --model dlib:resnet`` does it (dlib's HOG
+detector, faceforge's RetinaFace box where HOG finds none, dlib's 150x150 chip, flip none,
+cosine of L2-normalised descriptors). The identities are split in two halves by a seeded
+permutation; in each half every same-identity pair is genuine and every pair of different
+identities an impostor (all pairs: the embeddings are the expensive part). Thresholds are chosen
+on the calibration half at each FAR its impostor pairs measure (:mod:`faceforge.eval.thresholds`:
+at least 10/FAR impostor pairs) and the TAR and FAR they give are measured on the held-out half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FARS = (1e-2, 1e-3, 1e-4, 1e-5)
+
+
+def identity_files(root: Path) -> tuple[list[Path], np.ndarray, list[str]]:
+    from faceforge.io.folders import IMAGE_SUFFIXES
+
+    dirs = sorted(d for d in root.iterdir() if d.is_dir())
+    paths, labels, names = [], [], []
+    for d in dirs:
+        files = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if len(files) >= 2:
+            labels += [len(names)] * len(files)
+            paths += files
+            names.append(d.name)
+    return paths, np.array(labels), names
+
+
+def embed(paths: list[Path], cache: Path | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    from faceforge.embed.base import l2_normalize
+    from faceforge.embed.extract import embed_images
+    from faceforge.embed.loading import load_embedder
+
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            if list(z["files"]) == [str(p) for p in paths]:
+                return z["features"], z["valid"], json.loads(str(z["routes"]))
+    t = time.perf_counter()
+    out = embed_images(load_embedder("dlib:resnet"), [str(p) for p in paths], batch_size=32, flip="none")
+    secs = time.perf_counter() - t
+    print(f"embedded {len(paths)} photos in {secs:.0f} s ({1000 * secs / len(paths):.0f} ms/photo); "
+          f"routes {out.self_alignment}; unreadable {out.num_corrupt}")
+    feats = l2_normalize(out.features)
+    if cache is not None:
+        np.savez(cache, features=feats, valid=out.valid, routes=np.array(json.dumps(out.self_alignment)),
+                 files=np.array([str(p) for p in paths]))
+    return feats, out.valid, out.self_alignment
+
+
+def all_pairs(feats: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine and same-identity flag of every unordered pair of rows."""
+    iu = np.triu_indices(len(labels), k=1)
+    return (feats @ feats.T)[iu], (labels[:, None] == labels[None, :])[iu]
+
+
+def main() -> None:
+    import torch
+
+    from faceforge.eval.thresholds import thresholds_at_fars
+
+    torch.set_num_threads(1)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", type=Path, default=SHARED / "celeba299")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", type=Path, help="embeddings .npz (written, then reused)")
+    ap.add_argument("--json", type=Path, help="write the result here")
+    args = ap.parse_args()
+    paths, labels, names = identity_files(args.root)
+    feats, valid, routes = embed(paths, args.cache)
+    perm = np.random.default_rng(args.seed).permutation(len(names))
+    halves = {"calibration": np.sort(perm[: len(names) // 2]), "held_out": np.sort(perm[len(names) // 2:])}
+    scored = {}
+    for half, ids in halves.items():
+        rows = np.nonzero(np.isin(labels, ids) & valid)[0]
+        scores, same = all_pairs(feats[rows], labels[rows])
+        scored[half] = (scores, same, len(ids), len(rows))
+    cal_scores, cal_same, n_ids, n_img = scored["calibration"]
+    cal = thresholds_at_fars(cal_scores, cal_same, FARS)
+    test_scores, test_same, t_ids, t_img = scored["held_out"]
+    print(f"calibration half: {n_ids} identities, {n_img} photos, {cal['same']} genuine + {cal['different']} "
+          f"impostor pairs (smallest FAR {cal['smallest_far']:.2g})")
+    print(f"held-out half: {t_ids} identities, {t_img} photos, {int(test_same.sum())} genuine + "
+          f"{int((~test_same).sum())} impostor pairs")
+    print("| target FAR | threshold | TAR (calibration) | TAR held out | FAR held out |")
+    print("|---|---|---|---|---|")
+    for row in cal["at_far"]:
+        row["held_out"] = None
+        if row["threshold"] is not None:
+            thr = row["threshold"]
+            row["held_out"] = {"tar": float(np.mean(test_scores[test_same] >= thr)),
+                               "far": float(np.mean(test_scores[~test_same] >= thr))}
+            print(f"| {row['far']:g} | {thr:.4f} | {row['tar']:.4f} | {row['held_out']['tar']:.4f} | "
+                  f"{row['held_out']['far']:.2g} |")
+        else:
+            print(f"| {row['far']:g} | n/m | {row['reason']} | | |")
+    result = {"root": str(args.root), "seed": args.seed, "routes": routes, "photos": len(paths),
+              "calibration_identities": [names[i] for i in halves["calibration"]],
+              "held_out": {"identities": t_ids, "photos": t_img, "same": int(test_same.sum()),
+                           "different": int((~test_same).sum())}, **cal}
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
