@@ -27,6 +27,7 @@ from faceforge.atomic import atomic_copy, atomic_write_text
 from faceforge.config import ExperimentConfig, to_dict
 from faceforge.data.batches import BatchPlan, DeviceBatches, epoch_batches, make_plan
 from faceforge.data.dataset import open_source
+from faceforge.data.packed import apply_crc_options
 from faceforge.errors import UserError
 from faceforge.models import build_backbone
 from faceforge.models.checkpoint import (
@@ -91,12 +92,7 @@ class Trainer:
                 (self.out / "metrics.jsonl").unlink()
 
         self.dataset = open_source(cfg.data.train)
-        if cfg.data.verify_crc:
-            from faceforge.data.packed import PackedDataset, verify
-
-            if not isinstance(self.dataset, PackedDataset):
-                raise UserError(f"data.verify_crc: {cfg.data.train} is not a packed source (no CRCs)")
-            verify(self.dataset)
+        apply_crc_options(self.dataset, cfg.data.verify_crc, cfg.data.record_crc, cfg.data.train)
         self.num_classes = self.dataset.num_classes
         opts = dict(cfg.model.options)
         self.backbone = build_backbone(cfg.model.backbone, embedding_size=cfg.model.embedding_size, **opts)
