@@ -33,14 +33,19 @@ from faceforge.models import build_backbone
 from faceforge.models.checkpoint import (
     FORMAT,
     backbone_record,
-    load_backbone,
     read_checkpoint,
     rng_state,
     set_rng_state,
     write_checkpoint,
 )
 from faceforge.registry import MODES
-from faceforge.train.checkpointing import gather_sharded_state, load_sharded_state
+from faceforge.train.checkpointing import (
+    check_resume,
+    gather_sharded_state,
+    load_init,
+    load_sharded_state,
+    load_weights,
+)
 from faceforge.train.meter import Meter
 from faceforge.train.optim import build_optimizer, param_groups
 from faceforge.train.schedule import lr_factor
@@ -97,8 +102,7 @@ class Trainer:
         opts = dict(cfg.model.options)
         self.backbone = build_backbone(cfg.model.backbone, embedding_size=cfg.model.embedding_size, **opts)
         if cfg.model.init:
-            init = load_backbone(cfg.model.init)
-            self.backbone.load_state_dict(init.state_dict())
+            load_init(self.backbone, cfg.model.init, cfg)
         self.meta = self.backbone.meta
         self.mode = MODES.build(
             cfg.train.mode,
@@ -220,7 +224,8 @@ class Trainer:
             raise UserError(
                 f"{path}: was trained in mode '{tr['mode']}', config says '{self.cfg.train.mode}'"
             )
-        self.backbone.load_state_dict(ckpt["backbone"]["state_dict"])
+        check_resume(path, ckpt, self.cfg, self.num_classes)
+        load_weights(self.backbone, path, ckpt["backbone"], self.cfg)
         load_sharded_state(self.mode, self.optimizer, tr["mode_state"], tr["optimizer"])
         self.scaler.load_state_dict(tr["scaler"])
         self.state = TrainState(**tr["state"])
