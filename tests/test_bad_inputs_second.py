@@ -251,3 +251,111 @@ def test_landmark_label_numbers_out_of_range(tmp_path, value):
     row[7] = "nan"  # a missing point stays allowed (cleaning drops it with a reason)
     (tmp_path / "l.csv").write_text(",".join(row) + "\n")
     assert np.isnan(read_labels(tmp_path / "l.csv").points).sum() == 1
+
+
+# -- 6. packed files protect themselves ---------------------------------------------------------------
+
+
+def _flip(src, dst, offsets):
+    data = bytearray(src.read_bytes())
+    for off in offsets:
+        data[off] ^= 0x10
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_packed_header_checksum(tmp_path, capsys):
+    from faceforge.data.packed import HEADER, VERSION, PackedDataset
+    from tiny_data import write_random_packed
+
+    good = write_random_packed(tmp_path / "six.ffpk", 12, 6)
+    assert PackedDataset(good).num_classes == 6 and VERSION == 3
+    bad = _flip(good, tmp_path / "flip.ffpk", [33])  # num_classes 6 -> 4102
+    line = assert_one_line_error(["data", "stats", str(bad)])
+    assert "header checksum mismatch" in line
+    # a version-2 file (no header checksum) still opens, with one warning line
+    data = bytearray(good.read_bytes())
+    data[8:12] = (2).to_bytes(4, "little")
+    data[HEADER.size + 28 : HEADER.size + 32] = b"\0\0\0\0"
+    (tmp_path / "v2.ffpk").write_bytes(bytes(data))
+    capsys.readouterr()
+    assert PackedDataset(tmp_path / "v2.ffpk").num_classes == 6
+    assert "packed format version 2 has no header checksum" in capsys.readouterr().err
+
+
+def test_packed_damaged_records_are_skipped_and_counted(tmp_path):
+    import torch
+
+    from faceforge.data.loader import build_train_loader
+    from faceforge.data.packed import PackedDataset, PackedWriter
+    from faceforge.io.images import CorruptImage
+    from tiny_data import write_random_packed
+
+    good = write_random_packed(tmp_path / "raw.ffpk", 16, 4)
+    size = 112 * 112 * 3
+    bad = _flip(good, tmp_path / "bad.ffpk", [4096 + 3 * size + 5, 4096 + 9 * size + 7])
+    ds = PackedDataset(bad)
+    with pytest.raises(CorruptImage, match="record 3: checksum mismatch"):
+        ds.read(3)
+    loader = build_train_loader(ds, 8, seed=0, flip=False)
+    seen = sum(len(labels) for _, labels in loader.iter_from(0))
+    assert seen == 14 and loader.skipped == 2
+    ds.check_records = False  # data.record_crc: false
+    loader = build_train_loader(ds, 8, seed=0, flip=False)
+    assert sum(len(labels) for _, labels in loader.iter_from(0)) == 16 and loader.skipped == 0
+    # JPEG records: checked before decoding
+    w = PackedWriter(tmp_path / "jpeg.ffpk", encoding="jpeg")
+    for i in range(4):
+        w.add(np.full((112, 112, 3), 40 * i, np.uint8), i)
+    w.close()
+    jp = PackedDataset(tmp_path / "jpeg.ffpk")
+    off = int(jp.index["offset"][2]) + int(jp.index["length"][2]) // 2
+    jp = PackedDataset(_flip(tmp_path / "jpeg.ffpk", tmp_path / "jpeg_bad.ffpk", [off]))
+    with pytest.raises(CorruptImage, match="record 2: checksum mismatch"):
+        jp.read(2)
+    assert torch.is_tensor(torch.from_numpy(jp.read(1)))
+
+
+# -- 7. resume and init mismatches are one line naming both values ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from faceforge.cli.main import main
+    from tiny_data import write_random_packed
+
+    root = tmp_path_factory.mktemp("resume")
+    write_random_packed(root / "four.ffpk", 16, 4)
+    write_random_packed(root / "five.ffpk", 15, 5)
+    assert main(_train_argv(root, []) + ["--quiet"]) == 0
+    return root
+
+
+def _train_argv(root, extra):
+    base = {"data.train": f"packed:{root}/four.ffpk", "model.backbone": "mobilefacenet_tiny",
+            "model.embedding_size": "32", "data.batch_size": "8", "train.max_steps": "1", "train.epochs": "1",
+            "output": f"{root}/run"}
+    base.update(dict(e.split("=", 1) for e in extra))
+    return ["train"] + [a for k, v in base.items() for a in ("--set", f"{k}={v}")]
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["model.embedding_size=16"], "resume: the checkpoint's embedding size is 32, the config's "
+                                  "(model.embedding_size) is 16"),
+    (["model.backbone=mobilefacenet"], "the checkpoint's backbone is 'mobilefacenet_tiny', the config's "
+                                       "(model.backbone) is 'mobilefacenet'"),
+    (["head.name=cosface"], "the checkpoint's head is 'arcface', the config's (head.name) is 'cosface'"),
+    (["data.train=packed:{root}/five.ffpk"], "classifier has 4 classes, the training data"),
+    (["model.width=8"], "the checkpoint's backbone options are {}, the config's (model.*) are {'width': 8}"),
+])
+def test_resume_mismatch_is_one_line(run_dir, extra, says):
+    extra = [e.format(root=run_dir) for e in extra]
+    line = assert_one_line_error(_train_argv(run_dir, extra) + ["--resume", "auto"])
+    assert says in line, line
+
+
+def test_init_mismatch_is_one_line(run_dir):
+    extra = ["model.embedding_size=16", f"model.init={run_dir}/run/last.ckpt", f"output={run_dir}/init"]
+    line = assert_one_line_error(_train_argv(run_dir, extra))
+    assert ("model.init: the checkpoint's embedding size is 32, the config's (model.embedding_size) is 16"
+            in line)

@@ -14,7 +14,7 @@ import pytest
 
 from faceforge.config import load_config
 from faceforge.data.loader import build_train_loader
-from faceforge.data.packed import DATA_OFFSET, HEADER, MAGIC, PackedDataset, PackedWriter, verify
+from faceforge.data.packed import DATA_OFFSET, HEAD_SIZE, HEADER, MAGIC, PackedDataset, PackedWriter, verify
 from faceforge.errors import UserError
 
 
@@ -79,7 +79,11 @@ def test_header_fields_are_checked_against_the_file_size(tmp_path):
     head = bytearray(data)
     struct.pack_into("<Q", head, 8 + 16, 10**9)  # count: far more records than the file holds
     ds.path.write_bytes(bytes(head))
-    with pytest.raises(UserError, match=r"h\.ffpk: inconsistent header"):
+    with pytest.raises(UserError, match=r"h\.ffpk: header checksum mismatch"):  # version 3: caught first
+        PackedDataset(ds.path)
+    struct.pack_into("<I", head, HEAD_SIZE, zlib.crc32(bytes(head[:HEAD_SIZE])))  # re-stamped on purpose
+    ds.path.write_bytes(bytes(head))
+    with pytest.raises(UserError, match=r"h\.ffpk: inconsistent header"):  # the field checks still hold
         PackedDataset(ds.path)
     for cut in (10, DATA_OFFSET + 100, len(data) - 3):
         ds.path.write_bytes(data[:cut])

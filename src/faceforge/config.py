@@ -74,6 +74,7 @@ class DataConfig:
     flip: bool = True
     identities_min_images: int = 1
     verify_crc: bool = False  # packed sources: check every record's CRC at open (a full read)
+    record_crc: bool = True  # packed sources: check each record's CRC as it is read (skip + count bad)
 
     RANGES: typing.ClassVar[dict[str, Bound]] = {
         "batch_size": COUNT, "workers": NON_NEGATIVE, "identities_min_images": COUNT,

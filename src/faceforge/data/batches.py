@@ -172,6 +172,11 @@ class BatchBuilder(torch.utils.data.Dataset):
                 indices, flips = indices[sort], flips[sort]
             raw = self.dataset.read_batch(indices)
             skipped = 0
+            check = getattr(self.dataset, "bad_records", None)  # packed files: per-record CRCs
+            bad = check(indices, raw) if check is not None else None
+            if bad is not None and bad.any():  # a damaged record is skipped and counted like a corrupt image
+                keep = ~bad
+                raw, indices, flips, skipped = raw[keep], indices[keep], flips[keep], int(bad.sum())
         else:
             raw, kept, skipped = self._decode(indices)
             indices, flips = indices[kept], flips[kept]

@@ -4,7 +4,8 @@ Layout (little-endian)::
 
     0      header  struct HEADER (magic, version, H, W, C, count, num_classes, data_offset,
                    meta_offset, meta_length, labels_length, meta_crc32, data_crc32), then (version 2)
-                   struct EXTRA (encoding, quality, index_offset, index_length, index_crc32)
+                   struct EXTRA (encoding, quality, index_offset, index_length, index_crc32), then
+                   (version 3) header_crc32: zlib.crc32 of the HEADER and EXTRA bytes before it
     4096   data    raw:  count x H x W x C uint8, image i at data_offset + i*H*W*C (RGB)
                    jpeg: the records' JPEG streams one after the other (~7 KB per 112x112 face
                    instead of 37 KB raw, so a 42M-image set fits an ordinary disk)
@@ -12,10 +13,14 @@ Layout (little-endian)::
     index  count x (offset uint64, length uint32, crc32 uint32) (version 2)
 
 A raw batch is one fancy-index into the memmap, no decoding; a JPEG record is decoded by the one
-image gate (:func:`faceforge.io.images.decode_image`) in the loader's workers. Every header field is
-checked against the file size at open, and ``meta_crc32``/``index_crc32`` too; the per-record
-CRCs and ``data_crc32`` (zlib.crc32 over the data section) by :func:`verify` (``faceforge data
-stats --verify``, or ``data.verify_crc`` at train time). Version 1 files (raw, no index) still open.
+image gate (:func:`faceforge.io.images.decode_image`) in the loader's workers. At open, the header
+checksum (version 3: a flipped bit in the class count or shape is an error, not a 262-class head),
+every header field against the file size, and ``meta_crc32``/``index_crc32``. As records are read
+(``read``, ``read_batch`` + :meth:`PackedDataset.bad_records`, the loader's two paths), each one's
+CRC is checked by default (``check_records``; ``data.record_crc: false`` turns it off): a damaged
+record is skipped and counted like a corrupt image. :func:`verify` checks every record and
+``data_crc32`` up front (``faceforge data stats --verify``, or ``data.verify_crc``). Version 1 (raw,
+no index, no record CRCs) and version 2 (no header checksum) files still open, with one warning line.
 The file is written to a temporary name and renamed when complete.
 """
 
@@ -31,12 +36,14 @@ import numpy as np
 
 from faceforge.atomic import atomic_open
 from faceforge.data.dataset import FaceDataset
-from faceforge.errors import UserError
+from faceforge.errors import UserError, warn_once
 
 MAGIC = b"\x89FFPACK\n"
-VERSION = 2
+VERSION = 3
 HEADER = struct.Struct("<8sIIIIQQQQQQII")
 EXTRA = struct.Struct("<IIQQI")  # encoding, quality, index_offset, index_length, index_crc32
+HEADER_CRC = struct.Struct("<I")  # version 3: crc32 of the HEADER + EXTRA bytes
+HEAD_SIZE = HEADER.size + EXTRA.size
 INDEX = np.dtype([("offset", "<u8"), ("length", "<u4"), ("crc", "<u4")])
 ENCODINGS = ("raw", "jpeg")
 DATA_OFFSET = 4096
@@ -119,6 +126,7 @@ class PackedWriter:
             ENCODINGS.index(self.encoding), self.quality, meta_offset + len(meta), len(index),
             zlib.crc32(index),
         )
+        header += HEADER_CRC.pack(zlib.crc32(header))
         self._f.seek(0)
         self._f.write(header)
         self._ctx.__exit__(None, None, None)
@@ -135,29 +143,40 @@ class PackedDataset(FaceDataset):
     """A ``.ffpk`` file. Raw: ``read_batch(indices)`` returns ``[B, H, W, C]`` uint8 straight from
     the memmap. JPEG: ``read(i)`` decodes record ``i`` (the loader's per-image path, in workers)."""
 
-    def __init__(self, path: str | Path, verify_crc: bool = False):
+    def __init__(self, path: str | Path, verify_crc: bool = False, check_records: bool = True):
         self.path = Path(path)
+        self.check_records = check_records
         where = str(self.path)
         if not self.path.is_file():
             raise UserError(f"packed file not found: {self.path}")
         size = self.path.stat().st_size
         with open(self.path, "rb") as f:
-            head = f.read(HEADER.size + EXTRA.size)
+            head = f.read(HEAD_SIZE + HEADER_CRC.size)
             if len(head) < HEADER.size:
                 raise UserError(f"{where}: truncated header ({len(head)} of {HEADER.size} bytes at offset 0)")
             (magic, version, h, w, c, count, num_classes, data_off, meta_off, meta_len, labels_len,
              meta_crc, data_crc) = HEADER.unpack(head[: HEADER.size])
             if magic != MAGIC:
                 raise UserError(f"{where}: not a faceforge packed file (bad magic at byte offset 0)")
-            if version not in (1, VERSION):
+            if version not in (1, 2, VERSION):
                 raise UserError(
-                    f"{where}: packed format version {version}; this faceforge reads 1 and {VERSION}"
+                    f"{where}: packed format version {version}; this faceforge reads 1 to {VERSION}"
                 )
+            if version >= 3:
+                if len(head) < HEAD_SIZE + HEADER_CRC.size:
+                    raise UserError(f"{where}: truncated header ({len(head)} bytes at offset 0)")
+                if zlib.crc32(head[:HEAD_SIZE]) != HEADER_CRC.unpack(head[HEAD_SIZE:])[0]:
+                    raise UserError(f"{where}: header checksum mismatch at byte offset 0 (corrupt file: "
+                                    "the shape, count or class count cannot be trusted)")
+            else:
+                warn_once(f"{where}: packed format version {version} has no header checksum"
+                          f"{' and no record checksums' if version == 1 else ''}: its header is trusted "
+                          "as read (re-pack with 'faceforge data pack' to protect it)")
             encoding, quality, index_off, index_len, index_crc = 0, 0, meta_off + meta_len, 0, 0
             if version >= 2:
                 if len(head) < HEADER.size + EXTRA.size:
                     raise UserError(f"{where}: truncated header ({len(head)} bytes at offset 0)")
-                encoding, quality, index_off, index_len, index_crc = EXTRA.unpack(head[HEADER.size :])
+                encoding, quality, index_off, index_len, index_crc = EXTRA.unpack(head[HEADER.size:HEAD_SIZE])
             if min(h, w, c) == 0 or h * w > 1 << 26 or c > 4:
                 raise UserError(f"{where}: impossible image shape {h}x{w}x{c} in the header")
             if encoding >= len(ENCODINGS):
@@ -220,6 +239,9 @@ class PackedDataset(FaceDataset):
         self.data_crc = data_crc
         names = info.get("names") if isinstance(info, dict) else None
         self.names = [str(n) for n in names] if isinstance(names, list) else None
+        if self.names is not None and len(self.names) != num_classes:  # the names are CRC-checked
+            raise UserError(f"{where}: the header says {num_classes} classes but the metadata names "
+                            f"{len(self.names)} (corrupt header)")
         self.description = f"packed:{self.path}"
         self._mm = None
         self._pid = None
@@ -262,15 +284,35 @@ class PackedDataset(FaceDataset):
         state["_pid"] = None
         return state
 
+    def _check(self, index: int, data) -> None:
+        checked = self.check_records and self.index is not None
+        if checked and zlib.crc32(data) != int(self.index["crc"][index]):
+            from faceforge.io.images import CorruptImage
+
+            raise CorruptImage(f"{self.path} record {index}: checksum mismatch (damaged record)")
+
+    def bad_records(self, indices, images: np.ndarray) -> np.ndarray:
+        """Which rows of ``images = read_batch(indices)`` fail their record CRC (all False when
+        ``check_records`` is off or the file has no index): the loader drops and counts them."""
+        bad = np.zeros(len(images), dtype=bool)
+        if self.check_records and self.index is not None and self.encoding == "raw":
+            want = self.index["crc"][np.asarray(indices, dtype=np.int64)]
+            for k in range(len(images)):
+                bad[k] = zlib.crc32(np.ascontiguousarray(images[k])) != int(want[k])
+        return bad
+
     def read(self, index: int) -> np.ndarray:
         if self.encoding == "jpeg":
             from faceforge.io.images import CorruptImage, decode_image
 
-            img = decode_image(self.record(index), f"{self.path} record {index}")
+            data = self.record(index)
+            self._check(index, data)
+            img = decode_image(data, f"{self.path} record {index}")
             if img.shape != (*self.shape[:2], 3):
                 raise CorruptImage(f"{self.path} record {index}: decodes to {img.shape}, not {self.shape}")
             return img
         img = np.array(self.images[index])
+        self._check(index, img)
         return img if self.shape[2] == 3 else np.repeat(img[..., :1], 3, axis=2)
 
     def read_batch(self, indices) -> np.ndarray:
@@ -308,3 +350,15 @@ def verify(path: str | Path | PackedDataset, chunk: int = 1 << 24) -> dict:
     if crc != ds.data_crc:
         raise UserError(f"{where}: image data checksum mismatch (corrupt file)")
     return {"records": ds.count, "bytes": ds.data_end - ds.data_offset}
+
+
+def apply_crc_options(dataset: FaceDataset, verify_crc: bool, record_crc: bool, source: str) -> None:
+    """The training config's ``data.verify_crc`` (check every record up front) and
+    ``data.record_crc`` (check each record as it is read; on by default) on an opened source."""
+    if not isinstance(dataset, PackedDataset):
+        if verify_crc:
+            raise UserError(f"data.verify_crc: {source} is not a packed source (no CRCs)")
+        return
+    dataset.check_records = bool(record_crc)
+    if verify_crc:
+        verify(dataset)

@@ -27,19 +27,25 @@ from faceforge.atomic import atomic_copy, atomic_write_text
 from faceforge.config import ExperimentConfig, to_dict
 from faceforge.data.batches import BatchPlan, DeviceBatches, epoch_batches, make_plan
 from faceforge.data.dataset import open_source
+from faceforge.data.packed import apply_crc_options
 from faceforge.errors import UserError
 from faceforge.models import build_backbone
 from faceforge.models.checkpoint import (
     FORMAT,
     backbone_record,
-    load_backbone,
     read_checkpoint,
     rng_state,
     set_rng_state,
     write_checkpoint,
 )
 from faceforge.registry import MODES
-from faceforge.train.checkpointing import gather_sharded_state, load_sharded_state
+from faceforge.train.checkpointing import (
+    check_resume,
+    gather_sharded_state,
+    load_init,
+    load_sharded_state,
+    load_weights,
+)
 from faceforge.train.components import check_components
 from faceforge.train.meter import Meter
 from faceforge.train.optim import build_optimizer, param_groups
@@ -95,18 +101,12 @@ class Trainer:
                 (self.out / "metrics.jsonl").unlink()
 
         self.dataset = open_source(cfg.data.train)
-        if cfg.data.verify_crc:
-            from faceforge.data.packed import PackedDataset, verify
-
-            if not isinstance(self.dataset, PackedDataset):
-                raise UserError(f"data.verify_crc: {cfg.data.train} is not a packed source (no CRCs)")
-            verify(self.dataset)
+        apply_crc_options(self.dataset, cfg.data.verify_crc, cfg.data.record_crc, cfg.data.train)
         self.num_classes = self.dataset.num_classes
         opts = dict(cfg.model.options)
         self.backbone = build_backbone(cfg.model.backbone, embedding_size=cfg.model.embedding_size, **opts)
         if cfg.model.init:
-            init = load_backbone(cfg.model.init)
-            self.backbone.load_state_dict(init.state_dict())
+            load_init(self.backbone, cfg.model.init, cfg)
         self.meta = self.backbone.meta
         self.mode = MODES.build(
             cfg.train.mode,
@@ -228,7 +228,8 @@ class Trainer:
             raise UserError(
                 f"{path}: was trained in mode '{tr['mode']}', config says '{self.cfg.train.mode}'"
             )
-        self.backbone.load_state_dict(ckpt["backbone"]["state_dict"])
+        check_resume(path, ckpt, self.cfg, self.num_classes)
+        load_weights(self.backbone, path, ckpt["backbone"], self.cfg)
         load_sharded_state(self.mode, self.optimizer, tr["mode_state"], tr["optimizer"])
         self.scaler.load_state_dict(tr["scaler"])
         self.state = TrainState(**tr["state"])
