@@ -117,6 +117,27 @@ def test_draw_image_and_video(trained, tmp_path, capsys):
     assert n == 4
 
 
+def test_draw_several_images_into_a_folder(trained, tmp_path, capsys):
+    # before: `landmarks draw photos/*.jpg` stopped at argparse ("unrecognized arguments")
+    _need_detector()
+    import cv2
+
+    faces = SyntheticFaces(mode="wild", difficulty=0.3)
+    paths = []
+    for k, name in enumerate(("a.png", "b.jpg")):
+        paths.append(tmp_path / name)
+        cv2.imwrite(str(paths[-1]), cv2.cvtColor(faces.render(k, 0)[0], cv2.COLOR_RGB2BGR))
+    out = tmp_path / "drawn"
+    assert main(["landmarks", "draw", *map(str, paths), "--model", str(trained / "last.ckpt"),
+                 "--out", str(out), "--quiet"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["output"] for x in lines] == [str(out / "a.png"), str(out / "b.jpg")]
+    assert all((out / n).is_file() for n in ("a.png", "b.jpg"))
+    assert main(["landmarks", "draw", *map(str, paths), "--model", str(trained / "last.ckpt"),
+                 "--out", str(tmp_path / "one.png"), "--quiet"]) == 2
+    assert "2 inputs are drawn into a folder" in capsys.readouterr().err
+
+
 def test_export_onnx_parity_and_predictor(trained, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     assert main(["landmarks", "export", str(trained / "last.ckpt"), str(tmp_path / "lm.onnx")]) == 0
