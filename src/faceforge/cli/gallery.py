@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from faceforge.cli._common import add_group, bounded
+from faceforge.cli._common import add_group, bounded, count
 from faceforge.cli.infer import aligned_option, model_options
 
 
@@ -74,10 +74,11 @@ def run_enroll(args) -> int:
                      aligned=args.aligned,
                      progress=progress_callback("enroll", not args.quiet))
     info = r["gallery"]
-    print(f"enrolled {r['enrolled']} images of {r['identities']} identities; skipped "
+    ids = count(r["identities"], "identity", "identities")
+    print(f"enrolled {count(r['enrolled'], 'image')} of {ids}; skipped "
           f"{r['already']} already enrolled, {len(r['not_images'])} not images, "
           f"{len(r['no_face'])} without a face; gallery now "
-          f"{info['images']} images of {info['identities']} identities")
+          f"{count(info['images'], 'image')} of {count(info['identities'], 'identity', 'identities')}")
     for f in r["not_images"]:
         print(f"  not an image: {f}")
     for f in r["no_face"]:
@@ -100,7 +101,7 @@ def run_remove(args) -> int:
         n = g.remove(args.identity)
     if n == 0:
         raise UserError(f"{args.gallery}: no identity '{args.identity}'")
-    print(f"removed '{args.identity}' ({n} images)")
+    print(f"removed '{args.identity}' ({count(n, 'image')})")
     return 0
 
 
@@ -114,7 +115,8 @@ def run_list(args) -> int:
         print(json.dumps({"info": {**info, "model": model}, "identities": [{"identity": i, "images": n}
                                                                           for i, n in ids]}))
         return 0
-    print(f"{info['identities']} identities, {info['images']} images (model {model}, id {info['model_id']}, "
+    print(f"{count(info['identities'], 'identity', 'identities')}, {count(info['images'], 'image')} "
+          f"(model {model}, id {info['model_id']}, "
           f"{info['kind']} index)")
     for name, n in ids:
         print(f"{name}\t{n}")

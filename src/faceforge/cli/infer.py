@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from faceforge.cli._common import bounded, device_name
+from faceforge.cli._common import bounded, count, device_name
 
 NO_THRESHOLD = "calibrate one: 'faceforge calibrate MODEL --folder PEOPLE/'"
 
@@ -114,7 +114,7 @@ def run_embed(args) -> int:
     r = embed_files(args.paths, model, args.out, all_faces=args.all_faces, aligned=args.aligned,
                     detector=args.detector, device=args.device, workers=args.workers, batch=args.batch,
                     card=args.card, multi=args.multi, progress=progress_callback("embed", not args.quiet))
-    print(f"{r['faces']} faces from {r['images']} images -> {r['out']} (dim {r['dim']}); "
+    print(f"{count(r['faces'], 'face')} from {count(r['images'], 'image')} -> {r['out']} (dim {r['dim']}); "
           f"skipped: {len(r['not_images'])} not images, {len(r['no_face'])} without a face, "
           f"{len(r['missing'])} missing")
     for f in r["missing"]:
@@ -168,5 +168,5 @@ def run_identify(args) -> int:
         print(f"face {i} box {face['box']}: {answer if face['matches'] else '(gallery is empty)'}")
         for rank, m in enumerate(face["matches"], 1):
             print(f"  {rank}. {m['identity']}  {m['score']:.4f}  "
-                  f"({m['images']} images, best {m['best_source']})")
+                  f"({count(m['images'], 'image')}, best {m['best_source']})")
     return 0

@@ -28,14 +28,16 @@ def add_commands(sub) -> None:
     e.add_argument("--output", metavar="FILE.json", help="also write the results here")
     e.set_defaults(func=run_eval)
 
-    d = g.add_parser("draw", help="detect faces and draw their 88 landmarks on an image or video",
+    d = g.add_parser("draw", help="detect faces and draw their 88 landmarks on images or videos",
                      description="Detect faces, predict 88 points and draw them. Videos (.mp4/.avi/...) "
-                     "are processed frame by frame into an MP4 (mp4v).")
-    d.add_argument("input", metavar="IMAGE|VIDEO")
+                     "are processed frame by frame into an MP4 (mp4v). One input is drawn into the file "
+                     "--out; several into the folder --out (same names). One JSON line per input.")
+    d.add_argument("inputs", nargs="+", metavar="IMAGE|VIDEO")
     d.add_argument("--model", default="builtin", metavar="CKPT",
                    help="landmark checkpoint or exported .onnx; default: the model shipped with faceforge "
                    "(88 points learned from dlib's 68 on real faces)")
-    d.add_argument("--out", required=True, metavar="OUT", help="output image, or .mp4 for a video")
+    d.add_argument("--out", required=True, metavar="OUT",
+                   help="output image (.mp4 for a video); with several inputs, a folder")
     d.add_argument("--detector", default="retinaface", help="face detector: retinaface (default) or mtcnn")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=run_draw)
@@ -95,13 +97,18 @@ def run_eval(args) -> int:
 
 
 def run_draw(args) -> int:
-    from faceforge.landmarks.draw import draw_file
+    from faceforge.landmarks.draw import draw_file, draw_files
     from faceforge.landmarks.predict import FaceLandmarker, LandmarkPredictor
 
     pred = LandmarkPredictor.load(args.model)
-    res = draw_file(args.input, args.out, FaceLandmarker(pred, args.detector), progress=not args.quiet)
-    res.pop("landmarks", None)
-    print(json.dumps(res))
+    marker = FaceLandmarker(pred, args.detector)
+    if len(args.inputs) == 1:
+        results = [draw_file(args.inputs[0], args.out, marker, progress=not args.quiet)]
+    else:
+        results = draw_files(args.inputs, args.out, marker, progress=not args.quiet)
+    for res in results:
+        res.pop("landmarks", None)
+        print(json.dumps(res))
     return 0
 
 

@@ -114,7 +114,7 @@ def _fastapi():
         import python_multipart  # noqa: F401 - multipart uploads need it
         import uvicorn  # noqa: F401
     except ImportError as e:
-        raise UserError(f"the HTTP service needs {e.name}: pip install faceforge[serve]") from None
+        raise UserError(f"the HTTP service needs {e.name}: pip install 'faceforge[serve]'") from None
     return fastapi
 
 
@@ -261,6 +261,7 @@ def create_app(config: ServiceConfig, analyzer=None):
     from faceforge.deploy.commands import _face_record, identify_faces, open_set_info, verify_faces
     from faceforge.deploy.gallery_records import IDENTITY_RULE
     from faceforge.deploy.gallery_store import GalleryUnavailable
+    from faceforge.deploy.service_docs import body_doc, install_docs
 
     if not config.insecure_no_auth and not config.api_key:
         raise UserError("serve: an API key is required (set it in the --api-key-env variable), "
@@ -273,9 +274,10 @@ def create_app(config: ServiceConfig, analyzer=None):
         service.close()
 
     app = fastapi.FastAPI(
-        lifespan=lifespan, title="faceforge face service", version="1",
+        lifespan=lifespan, title="faceforge face service", version="1", docs_url=None, redoc_url=None,
         description="Face embedding, verification, identification and gallery enrolment. "
         "Authenticate with `X-API-Key` or `Authorization: Bearer`.")
+    install_docs(app, app.title)  # /docs and /redoc from the installed package: no CDN
     app.state.service = service
     key_doc = fastapi.Security(APIKeyHeader(name="X-API-Key", auto_error=False))  # enforced by Guard
 
@@ -310,14 +312,6 @@ def create_app(config: ServiceConfig, analyzer=None):
     async def _internal(request, exc: Exception):
         log.exception("unhandled error")
         return err(500, "internal_error", "internal error")
-
-    def body_doc(fields: dict[str, str], images: tuple[str, ...]) -> dict:
-        props_json = {k: {"type": "string", "description": v} for k, v in fields.items()}
-        props_form = {k: ({"type": "string", "format": "binary"} if k in images else {"type": "string"})
-                      for k in fields}
-        return {"requestBody": {"required": True, "content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": props_form}},
-            "application/json": {"schema": {"type": "object", "properties": props_json}}}}}
 
     @app.get("/healthz")
     def healthz():

@@ -19,7 +19,10 @@ import numpy as np
 # query parameters that look like a credential: refused, a key must never travel in a URL
 CREDENTIAL_PARAMS = frozenset({"api_key", "apikey", "api-key", "x-api-key", "key", "token", "access_token",
                                "auth", "authorization"})
-PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc",
+                          # the pages' assets, served from the installed package (service_docs.ASSETS)
+                          "/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/docs/favicon.png",
+                          "/docs/redoc.standalone.js"})
 
 
 class ApiError(Exception):

@@ -343,7 +343,7 @@ def _load_onnx(path: str | Path):
     try:
         import onnx
     except ImportError:
-        raise UserError("ONNX models need onnx: pip install faceforge[deploy]") from None
+        raise UserError("ONNX models need onnx: pip install 'faceforge[deploy]'") from None
     try:
         return onnx.load(str(path), load_external_data=False)
     except Exception as e:  # a truncated or foreign file

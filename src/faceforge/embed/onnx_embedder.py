@@ -70,7 +70,7 @@ def make_session(model: str | Path | bytes, device: str = "cpu", threads: int = 
     try:
         import onnxruntime  # noqa: F401  (the reference engine every choice is checked against)
     except ImportError:
-        raise UserError("ONNX models need onnxruntime: pip install faceforge[deploy]") from None
+        raise UserError("ONNX models need onnxruntime: pip install 'faceforge[deploy]'") from None
     from faceforge.runtime.choice import cosine_check, open_session
 
     providers = providers_for(device)

@@ -170,7 +170,7 @@ def _faiss():
         import faiss
     except ImportError:
         raise UserError(
-            "MegaFace-style search needs FAISS: pip install faceforge[eval] (faiss-cpu)"
+            "MegaFace-style search needs FAISS: pip install 'faceforge[eval]' (faiss-cpu)"
         ) from None
     return faiss
 

@@ -24,7 +24,7 @@ def pyplot():
         matplotlib.use("Agg", force=True)
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UserError("plots need matplotlib: pip install faceforge[eval]") from None
+        raise UserError("plots need matplotlib: pip install 'faceforge[eval]'") from None
     return plt
 
 
@@ -58,6 +58,22 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
     return save_figure(fig, path)
 
 
+def model_label(embedder) -> str:
+    """What a legend calls a model: its architecture and its file (``mobilefacenet (run_a/last.ckpt)``),
+    not the file's stem alone (``last``, ``m``), which tells neither what nor which it is."""
+    parts = getattr(embedder, "embedders", None)
+    if parts:  # concatenated features
+        return " + ".join(model_label(e) for e in parts)
+    model_meta = getattr(getattr(embedder, "model", None), "meta", None) or {}
+    arch = model_meta.get("backbone") or embedder.meta.name
+    source = getattr(embedder, "source", None) or getattr(embedder, "path", None)
+    if not source:
+        return str(arch)
+    path = Path(str(source))
+    file = "/".join(path.parts[-2:])
+    return file if arch == path.stem else f"{arch} ({file})"
+
+
 def plot_cmc(curves: dict[str, np.ndarray], path: str | Path, title: str = "CMC"):
     """Cumulative match characteristic (label -> identification rate at rank 1..K)."""
     plt = pyplot()
@@ -65,6 +81,9 @@ def plot_cmc(curves: dict[str, np.ndarray], path: str | Path, title: str = "CMC"
     for label, cmc in curves.items():
         cmc = np.asarray(cmc)
         ax.plot(np.arange(1, cmc.shape[0] + 1), cmc, marker=".", label=label)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # ranks are whole numbers: no 2.5, 7.5
     ax.set_xlabel("rank")
     ax.set_ylabel("identification rate")
     ax.set_ylim(0.0, 1.01)

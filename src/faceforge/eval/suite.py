@@ -133,18 +133,11 @@ def load_suite(path: str | Path) -> SuiteConfig:
     return cfg
 
 
-def _model_names(models: list) -> list[str]:
-    names = []
-    for m in models:
-        if isinstance(m, Embedder):
-            base = m.meta.name
-        else:
-            base = "+".join(Path(p).stem for p in str(m).split("+"))
-        name, k = base, 2
-        while name in names:
-            name, k = f"{base}#{k}", k + 1
-        names.append(name)
-    return names
+def _unique(base: str, taken) -> str:
+    name, k = base, 2
+    while name in taken:
+        name, k = f"{base}#{k}", k + 1
+    return name
 
 
 def run_suite(
@@ -166,11 +159,12 @@ def run_suite(
     out = Path(out)
     cache = out / "cache"
     results: dict[str, dict[str, Any]] = {}
-    for name, model in zip(_model_names(models), models, strict=True):
+    for model in models:
         if isinstance(model, Embedder):
             embedder = model
         else:
             embedder = load_embedders(str(model).split("+"), device)
+        name = _unique(report.model_label(embedder), results)  # table rows and legends
         choices = pipeline_choices(embedder, None if cfg.flip == "card" else cfg.flip)
         kw = dict(flip=choices["flip"], batch_size=cfg.batch_size, workers=cfg.workers, cache_dir=cache)
         res: dict[str, Any] = {}

@@ -464,7 +464,7 @@ def write_result(result: dict[str, Any], out_dir: str | Path, name: str = "verif
     out_dir = Path(out_dir)
     path = out_dir / f"{name}.json"
     atomic_write_text(path, json.dumps(to_jsonable(result), indent=2) + "\n")
-    label = result.get("model", "model")
+    label = result.get("label") or result.get("model", "model")
     plot_roc({label: (result["roc_fpr"], result["roc_tpr"])}, out_dir / "roc.png", title=name)
     return path
 
@@ -501,6 +501,10 @@ def evaluate_pairs(
                    "unaligned_example": emb.unaligned_example,
                    "self_aligned": emb.unaligned > 0 and hasattr(embedder, "prepare_photo"),
                    "self_alignment": emb.self_alignment})
+    from faceforge.eval.report import model_label
+
+    result["label"] = model_label(embedder)  # what the ROC legend calls it (not the file stem)
+
     return result
 
 

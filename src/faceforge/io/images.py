@@ -12,7 +12,7 @@ Every decoder failure (``cv2.error`` included) becomes :class:`CorruptImage`, an
 whose header is not parsed here (OpenCV's other decoders would allocate whatever they declare).
 
 JPEGs of at least :data:`TURBO_MIN_PIXELS` are decoded with PyTurboJPEG when it and the system's
-libturbojpeg are installed (``pip install faceforge[bench]`` + ``apt-get install libturbojpeg0``):
+libturbojpeg are installed (``pip install 'faceforge[bench]'`` + ``apt-get install libturbojpeg0``):
 straight to RGB, no colour-conversion pass. Smaller JPEGs (aligned crops), every other format, and
 every JPEG when TurboJPEG is missing go through OpenCV. Measured per thread (``bench/jpeg_decoders.py``,
 docs/benchmarks.md): phone photos 220 vs 187 images/s, 232x320 CelebA photos 4,845 vs 4,730, but

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.errors import UserError
+from faceforge.io.folders import KEEP_SUFFIXES, output_name
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 # RGB colour per group, and the outlines as (start, stop, closed) within the group
@@ -78,6 +79,22 @@ def draw_file(src: str | Path, out: str | Path, landmarker, progress: bool = Fal
     atomic_write_bytes(out, buf.tobytes())
     return {"input": str(src), "output": str(out), "faces": len(results),
             "landmarks": [np.round(p, 2).tolist() for _, p in results]}
+
+
+def draw_files(srcs: list[str | Path], out: str | Path, landmarker, progress: bool = False) -> list[dict]:
+    """Draw on several images/videos into the folder ``out``: each as ``out/NAME`` (a video as
+    ``NAME.mp4``, a format OpenCV cannot write as ``NAME.png``), one result per input."""
+    out = Path(out)
+    if out.suffix.lower() in VIDEO_SUFFIXES or out.is_file() or out.suffix.lower() in KEEP_SUFFIXES:
+        raise UserError(f"--out {out}: {len(srcs)} inputs are drawn into a folder, not one file")
+    names: dict[str, Path] = {}
+    for src in map(Path, srcs):
+        name = src.stem + ".mp4" if src.suffix.lower() in VIDEO_SUFFIXES else output_name(src.name)
+        if name in names:
+            raise UserError(f"{src}: its output {out / name} would replace that of {names[name]}")
+        names[name] = src
+    out.mkdir(parents=True, exist_ok=True)
+    return [draw_file(src, out / name, landmarker, progress) for name, src in names.items()]
 
 
 def draw_video(src: Path, out: Path, landmarker, progress: bool = False) -> dict:

