@@ -39,8 +39,8 @@ def free_port() -> int:
 class PostgresServer:
     """``start()`` a cluster, ``url(db)``, ``restart()``, ``stop()``; the data folder is removed."""
 
-    def __init__(self, bindir: Path):
-        self.bindir = bindir
+    def __init__(self, bindir: Path, fsync: bool = False):
+        self.bindir, self.fsync = bindir, fsync
         self.root = Path(tempfile.mkdtemp(prefix="faceforge-pg-"))  # /tmp: reachable by the server user
         self.data = self.root / "data"
         self.port = free_port()
@@ -67,7 +67,7 @@ class PostgresServer:
 
     def _start(self) -> None:
         opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
-                "-c fsync=off -c max_connections=100 -c shared_buffers=64MB")
+                f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=100 -c shared_buffers=64MB")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-o", opts, "-w", "-t", "60",
                   "start")
 

@@ -141,45 +141,6 @@ def test_same_image_through_both_replicas_at_once_is_stored_once(cluster):
     assert stored(url)["twin"] == 1
 
 
-def test_kill9_of_a_replica_loses_no_acknowledged_enrolment(cluster, tiny_mfn_ckpt):
-    url, replicas, images = cluster
-    a, b = replicas
-    acked, lock, stop = [], threading.Lock(), threading.Event()
-
-    def client(w):
-        for j in range(10 + w, 40, 4):
-            if stop.is_set():
-                return
-            try:
-                r = a.enrol(f"k{j}", images[j, 1])
-            except httpx.HTTPError:  # the replica is gone: this one was never acknowledged
-                return
-            if r.status_code == 200:
-                with lock:
-                    acked.append(f"k{j}")
-
-    threads = [threading.Thread(target=client, args=(w,)) for w in range(4)]
-    for t in threads:
-        t.start()
-    until(lambda: len(acked) >= 4, "a few enrolments acknowledged")
-    a.proc.send_signal(signal.SIGKILL)  # mid-enrolment: 4 clients keep requests in flight
-    a.proc.wait()
-    stop.set()
-    for t in threads:
-        t.join()
-    held = stored(url)
-    assert all(held.get(i) == 1 for i in acked), (acked, held)  # every acknowledged one, once
-    for name in acked:
-        j = int(name[1:])
-        assert b.top(images[j, 1])[0] == name  # and the surviving replica answers it
-    # a new replica in a's place; enrolling everything again adds only what was never committed
-    replicas[0] = a2 = Replica(url, str(tiny_mfn_ckpt)).ready()
-    again = [a2.enrol(f"k{j}", images[j, 1]).json() for j in range(10, 40)]
-    assert all(r["enrolled"] + r["already"] == 1 for r in again)
-    assert sum(r["already"] for r in again) >= len(acked)
-    assert {f"k{j}" for j in range(10, 40)} <= set(stored(url)) and set(stored(url).values()) == {1}
-
-
 def test_database_restart_under_load_is_503_then_reconnects(cluster, postgres):
     url, (a, b), images = cluster
     statuses, acked, lock, stop = [], [], threading.Lock(), threading.Event()
@@ -226,3 +187,40 @@ def test_database_restart_under_load_is_503_then_reconnects(cluster, postgres):
     held = stored(url)
     assert all(held.get(name) == 1 for name in acked)  # nothing acknowledged was lost
     assert "down" not in held
+
+
+def test_kill9_of_a_replica_loses_no_acknowledged_enrolment(cluster):  # last: it kills replica a
+    url, (a, b), images = cluster
+    acked, lock, stop = [], threading.Lock(), threading.Event()
+
+    def client(w):
+        for j in range(10 + w, 40, 4):
+            if stop.is_set():
+                return
+            try:
+                r = a.enrol(f"k{j}", images[j, 1])
+            except httpx.HTTPError:  # the replica is gone: this one was never acknowledged
+                return
+            if r.status_code == 200:
+                with lock:
+                    acked.append(f"k{j}")
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    until(lambda: len(acked) >= 4, "a few enrolments acknowledged")
+    a.proc.send_signal(signal.SIGKILL)  # mid-enrolment: 4 clients keep requests in flight
+    a.proc.wait()
+    stop.set()
+    for t in threads:
+        t.join()
+    held = stored(url)
+    assert all(held.get(i) == 1 for i in acked), (acked, held)  # every acknowledged one, once
+    for name in acked:
+        j = int(name[1:])
+        assert b.top(images[j, 1])[0] == name  # and the surviving replica answers it
+    # enrolling everything again through b adds only what was never committed
+    again = [b.enrol(f"k{j}", images[j, 1]).json() for j in range(10, 40)]
+    assert all(r["enrolled"] + r["already"] == 1 for r in again)
+    assert sum(r["already"] for r in again) >= len(acked)
+    assert {f"k{j}" for j in range(10, 40)} <= set(stored(url)) and set(stored(url).values()) == {1}

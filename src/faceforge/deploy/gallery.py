@@ -226,11 +226,12 @@ class Gallery:
     def kind(self) -> str:
         return "flat" if self.index is None or "IDMap" in type(self.index).__name__ else "ivf"
 
-    def _rows(self, where: str = "", args: tuple = (), hint: str = ""):
-        """(ids, vectors) chunks of the live rows matching ``where``, in vector id order."""
+    def _rows(self, where: str = "", args: tuple = (), hint: str = "", ordered: bool = True):
+        """(ids, vectors) chunks of the live rows matching ``where``, in vector id order when
+        ``ordered`` (a replay is not: ordering steers a cursor onto the primary key, a full scan)."""
         return self.store.vectors(
-            f"SELECT vector_id, embedding FROM vectors {hint} WHERE removed_gen IS NULL {where} "
-            "ORDER BY vector_id", args, self.dim)
+            f"SELECT vector_id, embedding FROM vectors {hint} WHERE removed_gen IS NULL {where}"
+            + (" ORDER BY vector_id" if ordered else ""), args, self.dim)
 
     def _rebuild(self, gen: int) -> None:
         """The index of every live row, straight from the database (no usable checkpoint)."""
@@ -282,7 +283,7 @@ class Gallery:
             f"SELECT vector_id FROM vectors {self.store.hint('vectors_removed')} "
             "WHERE removed_gen > ? AND removed_gen <= ? AND added_gen <= ?", (g, gen, g))]
         added = list(self._rows("AND added_gen > ? AND added_gen <= ?", (g, gen),
-                                hint=self.store.hint("vectors_added")))
+                                hint=self.store.hint("vectors_added"), ordered=False))
         if gone:
             self.index.remove_ids(np.asarray(gone, dtype=np.int64))
         for ids, vecs in added:
