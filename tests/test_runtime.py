@@ -17,7 +17,6 @@ pytest.importorskip("onnxruntime")
 
 def _tiny_graph() -> bytes:
     """y = relu(x @ W): a real ONNX graph both engines can run (no file needed)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32), "W")

@@ -131,10 +131,10 @@ def exported(tmp_path_factory) -> dict[str, Path]:
     (QDQ) export of the tiny one: a foreign-looking graph with quantize/dequantize nodes."""
     import torch
 
+    from conftest import write_tiny_checkpoint
     from faceforge.deploy.export import export_onnx
     from faceforge.models import build_backbone
     from faceforge.models.checkpoint import save_checkpoint
-    from conftest import write_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("engines")
     out = {}
