@@ -39,9 +39,13 @@ def providers_for(device: str = "cpu") -> list[str]:
     return out + ["CPUExecutionProvider"]
 
 
-# engine auto keeps an engine only when its embeddings of the probe faces have at least this cosine to
-# ONNX Runtime fp32's (tests/test_runtime_equivalence.py checks it on real faces)
+# the promise: embeddings of whatever engine auto picks have cosine >= MIN_COSINE to ONNX Runtime fp32's
+# on real faces (tests/test_runtime_equivalence.py). The probe is only 9 random images, and the worst of
+# 200 real faces is lower than the worst of 9 (bf16 on a random mobilefacenet_tiny: 0.99992 on the probe,
+# 0.99988 on real faces), so auto asks the probe for half the allowed error: a trained MobileFaceNet
+# reaches 0.999986 in bf16 and gets it, an ill-conditioned random net stays in fp32
 MIN_COSINE = 0.9999
+PROBE_MIN_COSINE = 1 - (1 - MIN_COSINE) / 2
 PROBE_BATCHES = (1, 8)  # one face (an SDK call) and a folder's batch: both count in the choice
 
 
@@ -79,7 +83,7 @@ def make_session(model: str | Path | bytes, device: str = "cpu", threads: int = 
     src = model if isinstance(model, bytes) else str(model)
     name = "ONNX model" if isinstance(model, bytes) else str(model)
     try:
-        return open_session(src, engine, threads, probes, cosine_check(MIN_COSINE), name, providers)
+        return open_session(src, engine, threads, probes, cosine_check(PROBE_MIN_COSINE), name, providers)
     except UserError:
         raise
     except Exception as e:  # the engines raise their own exception types for an invalid graph
