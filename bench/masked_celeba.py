@@ -28,8 +28,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-FACEX = {"plain": 27.03, "upper_half": 71.40, "masked": 78.45, "upper_half+masked": 79.20}
-MODELS = ("plain", "upper_half", "masked", "upper_half+masked")
+FACEX = {"plain": 27.03, "upper_half": 71.40, "masked": 78.45, "masked+upper_half": 79.20}
+# model 4 lists the full-face model first: ConcatEmbedder feeds every model the first one's crop
+# (112x112 ArcFace) and fits it to each (the upper-half model cuts its top half)
+MODELS = ("plain", "upper_half", "masked", "masked+upper_half")
 
 
 def log(msg: str) -> None:

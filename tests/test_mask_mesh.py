@@ -184,11 +184,13 @@ def test_cli_masks_photos_and_crops(tmp_path, capsys):
         (src / ident).mkdir(parents=True)
         for n in names:
             shutil.copy(shared_path("data", "celeba299", f"{n}.jpg"), src / ident / f"{n.split('/')[1]}.jpg")
+    cv2.imwrite(str(src / "b" / "blank.jpg"), np.full((200, 160, 3), 90, np.uint8))  # no face in it
     argv = ["data", "mask", str(src), str(tmp_path / "out"), "--input", "photos", "--seed", "3", "--quiet",
             "--textures", str(shared_path("data", "masks"))]
     assert main(argv) == 0
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert counts["masked"] == 3 and counts["no_face"] == 0
+    assert counts["masked"] == 3 and counts["no_face"] == 1
+    assert not (tmp_path / "out" / "b" / "blank.jpg").exists()
     first = (tmp_path / "out" / "a" / "186240.jpg").read_bytes()
     assert main(argv[:3] + [str(tmp_path / "again")] + argv[4:]) == 0
     assert (tmp_path / "again" / "a" / "186240.jpg").read_bytes() == first
