@@ -77,6 +77,36 @@ def test_stages_resume_and_refuse_other_options(tmp_path):
         fit(_opts(photos, out, seed=1), say=said.append, quiet=True)
 
 
+def _peer_fit(tmp_path: Path, stop_after: str) -> tuple[Path, str]:
+    from reference_init import build_with_reference_init
+
+    _, sd = build_with_reference_init("iresnet_tiny", embedding_size=24)
+    torch.save(sd, tmp_path / "backbone.pth")
+    photos = _photos(tmp_path / "photos")
+    opts = _opts(photos, tmp_path / "out", epochs=1, init=str(tmp_path / "backbone.pth"),
+                 init_from="arcface_torch", backbone="iresnet_tiny")
+    said: list[str] = []
+    fit(opts, say=said.append, quiet=True, stop_after=stop_after)
+    return tmp_path / "out", "\n".join(said)
+
+
+def test_fine_tune_plan_from_a_peer_backbone(tmp_path):
+    out, text = _peer_fit(tmp_path, "align")
+    assert "backbone iresnet_tiny (24-D): the architecture of --init" in text
+    assert "fine-tuning from arcface_torch weights imported from" in text and "head warm-up" in text
+    assert (out / "fit" / "init.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_fine_tune_warms_the_head_up_first(tmp_path):
+    out, _ = _peer_fit(tmp_path, "train")
+    before = torch.load(out / "fit" / "init.ckpt", weights_only=True)["backbone"]["state_dict"]
+    after = torch.load(out / "model.ckpt", weights_only=True)["backbone"]["state_dict"]
+    # one epoch, all of it the head warm-up: the backbone's weights are untouched (BN statistics move)
+    weights = [k for k, v in before.items() if v.dtype.is_floating_point and "running" not in k]
+    assert weights and all(torch.equal(before[k], after[k]) for k in weights)
+
+
 def _state(out: Path) -> dict:
     ck = torch.load(out / "model.ckpt", map_location="cpu", weights_only=True)
     marks = {s: json.loads((out / "fit" / f"{s}.json").read_text())["summary"]
