@@ -32,7 +32,7 @@ def _opts(photos: Path, out: Path, **kw) -> FitOptions:
     return FitOptions(photos=str(photos), out=str(out), **{**base, **kw})
 
 
-def test_recipe_follows_the_data(tmp_path):
+def test_recipe_follows_the_data(tmp_path, tiny_mfn_ckpt):
     opts = FitOptions(photos="x", out=str(tmp_path), epochs=3, device="cpu")
     r = choose_recipe(opts, {"identities": 300, "images": 6000, "median": 20}, tmp_path)
     c = r["config"]
@@ -42,9 +42,10 @@ def test_recipe_follows_the_data(tmp_path):
     assert shallow["train"]["mode"] == "semi_siamese" and shallow["head"]["name"] == "cosface"
     many = choose_recipe(opts, {"identities": 90_000, "images": 10**6, "median": 11}, tmp_path)
     assert many["config"]["train"]["sample_rate"] == 0.1 and any("Partial FC" in w for w in many["why"])
-    tuned = choose_recipe(opts, {"identities": 30, "images": 300, "median": 10}, tmp_path, "m.ckpt")
-    o = tuned["config"]["optim"]
-    assert tuned["config"]["model"]["init"] == "m.ckpt" and o["backbone_lr_mult"] == 0.1
+    tuned = choose_recipe(opts, {"identities": 30, "images": 300, "median": 10}, tmp_path, str(tiny_mfn_ckpt))
+    o, m = tuned["config"]["optim"], tuned["config"]["model"]
+    assert m["init"] == str(tiny_mfn_ckpt) and m["backbone"] == "mobilefacenet_tiny"
+    assert o["backbone_lr_mult"] == 0.1
     assert o["head_warmup_epochs"] == 1.0 and any("fine-tuning" in w for w in tuned["why"])
 
 
