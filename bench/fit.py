@@ -120,7 +120,7 @@ def main() -> None:
     print("| run | budget | steps | test accuracy | TAR@FAR=1e-3 |")
     print("|---|---|---|---|---|")
     for name in ("fit", "default", "scratch", "finetune"):
-        if name in results:
+        if "accuracy" in results.get(name, {}):
             r = results[name]
             budget = r.get("minutes", args.minutes if name in ("fit", "default") else compare)
             tar = "-" if r.get("tar_1e-3") is None else f"{r['tar_1e-3']:.4f}"
