@@ -13,7 +13,8 @@
 * ``scratch`` / ``finetune``: ``faceforge fit OUT/fit/clean ... --aligned --minutes C`` from scratch and
   with ``--init`` the synthetic checkpoint: the same identities, split and test pairs as ``fit``.
 
-Prints one Markdown table (and writes ``OUT/bench_fit.json``), with the CPU model and flags.
+Each part writes ``OUT/bench_<part>.json`` (parts may run as separate processes side by side); the
+Markdown table printed at the end reads them all, with the CPU model and flags.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def run_fit(photos: str, out: Path, minutes: float, **kw) -> dict:
     return {"accuracy": ev["accuracy"], "std": ev["accuracy_std"],
             "tar_1e-3": ev["tar_at_far"].get("0.001"),
             "threshold_far_on_test": ev["at_threshold"]["far"], "rank1": ev["rank1"],
-            "steps": res["train"]["steps"], "seconds": {k: v["seconds"] for k, v in marks.items()},
+            "minutes": minutes, "steps": res["train"]["steps"],
+            "seconds": {k: v["seconds"] for k, v in marks.items()},
             "wall_this_call": round(time.time() - t0, 1)}
 
 
@@ -67,7 +69,7 @@ def run_default(fit_out: Path, out: Path, minutes: float) -> dict:
     ev = evaluate_pairs(TorchEmbedder(load_backbone(r["checkpoint"])), pairs, flip="sum")
     return {"accuracy": ev["accuracy"], "std": ev["accuracy_std"],
             "tar_1e-3": ev["tar_at_far"]["0.001"]["tar"],
-            "steps": r["steps"], "seconds": round(time.time() - t0, 1)}
+            "minutes": minutes, "steps": r["steps"], "seconds": round(time.time() - t0, 1)}
 
 
 def pretrain(out: Path, minutes: float) -> str:
@@ -94,9 +96,8 @@ def main() -> None:
     args = parser.parse_args()
     only = set(args.only.split(","))
     compare = args.compare_minutes or args.minutes
-    path = args.out / "bench_fit.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
     fit_out = args.out / "fit"
+    results: dict = {}
     if "fit" in only:
         results["fit"] = run_fit(args.photos, fit_out, args.minutes)
     if "default" in only:
@@ -107,18 +108,21 @@ def main() -> None:
     if "finetune" in only:
         results["finetune"] = run_fit(str(fit_out / "clean"), args.out / "finetune", compare, aligned=True,
                                       init=init)
-    results["machine"] = machine()
-    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     from faceforge.atomic import atomic_write_text
 
-    atomic_write_text(path, json.dumps(results, indent=2) + "\n")
-    print(f"machine: {results['machine']}")
+    stamp = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+             "threads": __import__("torch").get_num_threads()}
+    for name, res in results.items():
+        atomic_write_text(args.out / f"bench_{name}.json", json.dumps({**res, **stamp}, indent=2) + "\n")
+    results = {p.stem[len("bench_"):]: json.loads(p.read_text())
+               for p in sorted(args.out.glob("bench_*.json"))}
+    print(f"machine: {stamp['machine']}")
     print("| run | budget | steps | test accuracy | TAR@FAR=1e-3 |")
     print("|---|---|---|---|---|")
     for name in ("fit", "default", "scratch", "finetune"):
-        if name in results:
+        if "accuracy" in results.get(name, {}):
             r = results[name]
-            budget = args.minutes if name in ("fit", "default") else compare
+            budget = r.get("minutes", args.minutes if name in ("fit", "default") else compare)
             tar = "-" if r.get("tar_1e-3") is None else f"{r['tar_1e-3']:.4f}"
             acc = f"{r['accuracy']:.4f} ± {r['std']:.4f}"
             print(f"| {name} | {budget:g} min | {r['steps']} | {acc} | {tar} |")

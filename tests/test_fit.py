@@ -32,7 +32,7 @@ def _opts(photos: Path, out: Path, **kw) -> FitOptions:
     return FitOptions(photos=str(photos), out=str(out), **{**base, **kw})
 
 
-def test_recipe_follows_the_data(tmp_path):
+def test_recipe_follows_the_data(tmp_path, tiny_mfn_ckpt):
     opts = FitOptions(photos="x", out=str(tmp_path), epochs=3, device="cpu")
     r = choose_recipe(opts, {"identities": 300, "images": 6000, "median": 20}, tmp_path)
     c = r["config"]
@@ -42,9 +42,10 @@ def test_recipe_follows_the_data(tmp_path):
     assert shallow["train"]["mode"] == "semi_siamese" and shallow["head"]["name"] == "cosface"
     many = choose_recipe(opts, {"identities": 90_000, "images": 10**6, "median": 11}, tmp_path)
     assert many["config"]["train"]["sample_rate"] == 0.1 and any("Partial FC" in w for w in many["why"])
-    tuned = choose_recipe(opts, {"identities": 30, "images": 300, "median": 10}, tmp_path, "m.ckpt")
-    o = tuned["config"]["optim"]
-    assert tuned["config"]["model"]["init"] == "m.ckpt" and o["backbone_lr_mult"] == 0.1
+    tuned = choose_recipe(opts, {"identities": 30, "images": 300, "median": 10}, tmp_path, str(tiny_mfn_ckpt))
+    o, m = tuned["config"]["optim"], tuned["config"]["model"]
+    assert m["init"] == str(tiny_mfn_ckpt) and m["backbone"] == "mobilefacenet_tiny"
+    assert o["backbone_lr_mult"] == 0.1
     assert o["head_warmup_epochs"] == 1.0 and any("fine-tuning" in w for w in tuned["why"])
 
 
@@ -75,6 +76,36 @@ def test_stages_resume_and_refuse_other_options(tmp_path):
     assert json.loads((out / "split" / "split.json").read_text()) == split
     with pytest.raises(UserError, match="other options .*seed"):
         fit(_opts(photos, out, seed=1), say=said.append, quiet=True)
+
+
+def _peer_fit(tmp_path: Path, stop_after: str) -> tuple[Path, str]:
+    from reference_init import build_with_reference_init
+
+    _, sd = build_with_reference_init("iresnet_tiny", embedding_size=24)
+    torch.save(sd, tmp_path / "backbone.pth")
+    photos = _photos(tmp_path / "photos")
+    opts = _opts(photos, tmp_path / "out", epochs=1, init=str(tmp_path / "backbone.pth"),
+                 init_from="arcface_torch", backbone="iresnet_tiny")
+    said: list[str] = []
+    fit(opts, say=said.append, quiet=True, stop_after=stop_after)
+    return tmp_path / "out", "\n".join(said)
+
+
+def test_fine_tune_plan_from_a_peer_backbone(tmp_path):
+    out, text = _peer_fit(tmp_path, "align")
+    assert "backbone iresnet_tiny (24-D): the architecture of --init" in text
+    assert "fine-tuning from arcface_torch weights imported from" in text and "head warm-up" in text
+    assert (out / "fit" / "init.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_fine_tune_warms_the_head_up_first(tmp_path):
+    out, _ = _peer_fit(tmp_path, "train")
+    before = torch.load(out / "fit" / "init.ckpt", weights_only=True)["backbone"]["state_dict"]
+    after = torch.load(out / "model.ckpt", weights_only=True)["backbone"]["state_dict"]
+    # one epoch, all of it the head warm-up: the backbone's weights are untouched (BN statistics move)
+    weights = [k for k, v in before.items() if v.dtype.is_floating_point and "running" not in k]
+    assert weights and all(torch.equal(before[k], after[k]) for k in weights)
 
 
 def _state(out: Path) -> dict:

@@ -85,15 +85,19 @@ class Run:
 
     @property
     def recipe(self) -> dict:
-        if self._recipe is None:
-            path = self.marks / "recipe.json"
-            if path.is_file():
-                self._recipe = json.loads(path.read_text())
-            else:
-                self._recipe = choose_recipe(self.opts, self.train_sizes(), self.out, self.init_checkpoint())
-                if self.done("split"):
-                    atomic_write_text(path, json.dumps(self._recipe, indent=2) + "\n")
-        return self._recipe
+        """The recipe: an estimate from the photos until the split is done; then chosen from the
+        training split once and saved (``fit/recipe.json``), so a resumed run trains the same way."""
+        if self._recipe is not None:
+            return self._recipe
+        path = self.marks / "recipe.json"
+        if path.is_file():
+            self._recipe = json.loads(path.read_text())
+            return self._recipe
+        recipe = choose_recipe(self.opts, self.train_sizes(), self.out, self.init_checkpoint())
+        if self.done("split"):
+            atomic_write_text(path, json.dumps(recipe, indent=2) + "\n")
+            self._recipe = recipe
+        return recipe
 
     def init_checkpoint(self) -> str | None:
         """``--init`` as a faceforge checkpoint (a peer's weights imported into OUT/fit once)."""
@@ -157,6 +161,10 @@ def _stage(run: Run, name: str, fn) -> None:
         run.say(f"[{name}] done already ({run.marker(name)}), skipped")
         return
     run.say(f"[{name}] {OUTPUTS[name]}")
+    if run.done("split"):  # the recipe's thread count: results depend on it, resumed or not
+        import torch
+
+        torch.set_num_threads(run.recipe["threads"])
     t0 = time.perf_counter()
     summary = fn(run)
     seconds = round(time.perf_counter() - t0, 2)
