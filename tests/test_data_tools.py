@@ -14,7 +14,7 @@ import torch
 
 from faceforge.cli.main import main
 from faceforge.data.dataset import open_source
-from faceforge.data.tools.balance import BalancePolicy, balance, opening, salt_and_pepper
+from faceforge.data.tools.balance import BalancePolicy, balance, opening, salt_and_pepper, summary
 from faceforge.data.tools.clean import clean, safe_name
 from faceforge.data.tools.convert import convert
 from faceforge.data.tools.merge import merge
@@ -128,6 +128,28 @@ def test_balance_small_policy_parallel_equals_serial(tmp_path):
     one = {str(p.relative_to(tmp_path / "one")): p.read_bytes() for p in (tmp_path / "one").rglob("*.jpg")}
     two = {str(p.relative_to(tmp_path / "two")): p.read_bytes() for p in (tmp_path / "two").rglob("*.jpg")}
     assert one == two
+
+
+def test_balance_never_silently_empties_a_set(tmp_path):
+    src = tmp_path / "src"
+    for name, n in {"a": 5, "b": 2, "c": 2, "d": 2}.items():
+        (src / name).mkdir(parents=True)
+        for j in range(n):
+            cv2.imwrite(str(src / name / f"{j}.jpg"), _img(ord(name) * 10 + j))
+    with pytest.raises(UserError, match="all 11 images would be dropped.*--drop-at-most"):
+        balance(src, tmp_path / "none", BalancePolicy())  # the default cut-off: every identity <= 30
+    assert not (tmp_path / "none").exists()
+    assert main(["data", "balance", str(src), str(tmp_path / "none")]) == 2
+    policy = BalancePolicy(cap=9, keep_above=8, double_above=7, drop_at_most=2)
+    r = balance(src, tmp_path / "most", policy, workers=1)
+    assert r["warning"].startswith("warning: --drop-at-most 2 drops 3 of 4 identities, 6 of 11 images")
+    assert r["rules"] == {"x4": {"identities": 1, "before": 5, "after": 20},
+                          "drop": {"identities": 3, "before": 6, "after": 0}}
+    text = summary(r)
+    assert "2 < n <= 7: x4 (opening, noise, salt-and-pepper): 1 identities, 5 -> 20 images" in text
+    assert "n <= 2: dropped: 3 identities, 6 -> 0 images" in text and "warning:" in text
+    r = balance(src, tmp_path / "fine", BalancePolicy(cap=9, keep_above=8, double_above=7, drop_at_most=1))
+    assert r["warning"] is None and "warning" not in summary(r)
 
 
 class _MeanColour(torch.nn.Module):

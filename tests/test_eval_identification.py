@@ -10,6 +10,7 @@ from faceforge.eval.identification import (
     best_distractor_scores,
     identify,
     megaface_rank1,
+    open_set_identify,
     random_distractors,
     template_features,
     template_verification,
@@ -36,6 +37,33 @@ def test_cmc_by_hand():
     assert res["rank1"] == 0.5 and res["rank2"] == 0.75 and res["rank3"] == 1.0
     assert res["cmc"].tolist() == [0.5, 0.75, 1.0]
     assert res["unknown_probes"] == 1 and res["gallery_identities"] == 3
+
+
+def test_open_set_dir_at_far_matches_a_loop():
+    rng = np.random.default_rng(5)
+    centers = l2_normalize(rng.standard_normal((12, 16)))
+    g_lab = np.arange(8)  # identities 8..11 are never enrolled: their probes are unknown
+    gallery = l2_normalize(centers[g_lab] + 0.3 * rng.standard_normal((8, 16)))
+    p_lab = np.repeat(np.arange(12), 5)
+    probe = l2_normalize(centers[p_lab] + 0.6 * rng.standard_normal((60, 16)))
+    res = open_set_identify(gallery, g_lab, probe, p_lab, fars=(0.0, 0.05, 0.5), threshold=0.4)
+    sims = probe.astype(np.float64) @ gallery.T.astype(np.float64)
+    known = p_lab < 8
+    unknown_best = sims[~known].max(axis=1)
+    assert res["known_probes"] == 40 and res["unknown_probes"] == 20
+    for far in (0.0, 0.05, 0.5):
+        t = res["thresholds"][far]
+        assert np.mean(unknown_best >= t) <= far + 1e-12  # the FAR is kept
+        # one more accepted unknown (the next lower threshold) would break it
+        assert far == 0.0 or np.mean(unknown_best >= unknown_best[unknown_best < t].max()) > far
+        hits = [sims[i].argmax() == p_lab[i] and sims[i, p_lab[i]] >= t for i in np.flatnonzero(known)]
+        assert res["dir"][far] == pytest.approx(np.mean(hits), abs=1e-6)
+    assert res["resolved"] == {0.0: False, 0.05: True, 0.5: True}
+    a = res["at_threshold"]
+    assert a["unknown_rejected"] == pytest.approx(np.mean(unknown_best < 0.4))
+    assert res["curve"]["dir"][-1] == pytest.approx(np.mean(sims[known].argmax(1) == p_lab[known]))
+    with pytest.raises(Exception, match="both"):
+        open_set_identify(gallery, g_lab, probe[known], p_lab[known])
 
 
 def test_faiss_matches_numpy_brute_force():
@@ -91,3 +119,18 @@ def test_template_verification_perfect_separation():
     labels = np.array([1] * 20 + [0] * 20)
     res = template_verification(feats, tid, pairs, labels, far_targets=(1e-2, 1e-1))
     assert res["tar_at_far"]["0.01"] == 1.0 and res["pairs"] == 40
+
+
+def test_cli_identify_reports_the_open_set(tmp_path, tiny_mfn_ckpt, capsys):
+    from conftest import write_identity_crops
+    from faceforge.cli.main import main
+    from faceforge.data.tools.split import gallery_probe
+
+    write_identity_crops(tmp_path / "src", seed=1, prefix="p", identities=6, per=3)
+    gallery_probe(tmp_path / "src", tmp_path / "gp", unknown=2)
+    gp = tmp_path / "gp"
+    assert main(["eval", "identify", "--model", str(tiny_mfn_ckpt), "--gallery", str(gp / "gallery"),
+                 "--probe", str(gp / "probe"), "--threshold", "0.5", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "8 probes, 4 gallery identities, 6 probes without a gallery identity" in out
+    assert "open set: DIR@FAR=0.001" in out and "(unresolved)" in out and "of unknown rejected" in out

@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
     {"train"},
     {"landmarks"},
     {"deploy", "demo"},
+    {"fit"},  # faceforge fit: a pipeline over the stages below (align ... train ... export)
     {"cli"},
     {"__main__", "__init__"},  # python -m faceforge, and the package's lazy public API
 ]

@@ -111,11 +111,12 @@ class OptimConfig:
     grad_clip_scope: str = "all"  # all | backbone (arcface_torch's train_v2 clips the backbone only)
     no_decay_norm: bool = True  # no weight decay on BatchNorm/PReLU weights and biases
     backbone_lr_mult: float = 1.0  # < 1 when fine-tuning an imported backbone with a new head
+    head_warmup_epochs: float = 0.0  # fine-tuning: the backbone's learning rate is 0 for these epochs
 
     RANGES: typing.ClassVar[dict[str, Bound]] = {
         "lr": POSITIVE, "momentum": Bound(0, 1, open_high=True), "weight_decay": NON_NEGATIVE,
         "lr_steps": NON_NEGATIVE, "gamma": POSITIVE, "warmup_epochs": NON_NEGATIVE, "power": POSITIVE,
-        "grad_clip": NON_NEGATIVE, "backbone_lr_mult": NON_NEGATIVE,
+        "grad_clip": NON_NEGATIVE, "backbone_lr_mult": NON_NEGATIVE, "head_warmup_epochs": NON_NEGATIVE,
     }
 
 

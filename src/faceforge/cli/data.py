@@ -7,7 +7,8 @@ import json
 from faceforge.cli._common import add_group, bounded
 from faceforge.errors import UserError
 
-HELP = "prepare training data: clean, balance, merge, shallow, stats, pack, convert, mask"
+HELP = ("prepare training data: clean, balance, merge, shallow, stats, pack, convert, mask; own-data sets: "
+        "split, pairs, gallery-probe")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -91,6 +92,45 @@ def _convert(args) -> int:
     return 0
 
 
+def _share(text: str) -> float:
+    """--val/--test/--unknown: a fraction in [0, 1) or a whole count."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.1 or a count such as 30, "
+                                         f"got '{text}'") from None
+    if not value >= 0 or (value >= 1 and not value.is_integer()):
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1) or a whole count, got '{text}'")
+    return value
+
+
+def _split(args) -> int:
+    from faceforge.data.tools.split import split, split_summary
+
+    print(split_summary(split(args.src, args.dst, val=args.val, test=args.test, seed=args.seed,
+                              min_images=args.min_images, mode=args.mode)))
+    return 0
+
+
+def _pairs(args) -> int:
+    from faceforge.data.tools.pairs import pairs_summary, write_pairs
+
+    print(pairs_summary(write_pairs(args.src, args.out, n_folds=args.folds, per_fold=args.per_fold,
+                                    seed=args.seed)))
+    return 0
+
+
+def _gallery_probe(args) -> int:
+    from faceforge.data.tools.split import gallery_probe, gallery_probe_summary
+
+    print(gallery_probe_summary(gallery_probe(args.src, args.dst, gallery_images=args.gallery_images,
+                                              unknown=args.unknown, seed=args.seed,
+                                              min_images=args.min_images, mode=args.mode)))
+    return 0
+
+
 def _print_conversion(what: str, r: dict) -> None:
     extra = f", {r['resized']} resized" if r.get("resized") else ""
     print(f"{what}: {r['images']} images of {r.get('classes')} identities -> {r['output']} "
@@ -124,6 +164,39 @@ def add_commands(sub) -> None:
     p.add_argument("--workers", type=bounded(int, 0), default=None, help="processes (default: all cores)")
     p.add_argument("--report", help="JSON report path (default DST/balance_report.json)")
     p.set_defaults(func=_balance)
+
+    p = group.add_parser("split", help="identity-disjoint train/val/test (links or lists; photos untouched)")
+    p.add_argument("src", help="identity folder SRC/<identity>/<image> (never modified)")
+    p.add_argument("dst", help="new output folder")
+    p.add_argument("--val", type=_share, default=0.1, help="validation identities: fraction or count (0.1)")
+    p.add_argument("--test", type=_share, default=0.2, help="test identities: fraction or count (0.2)")
+    p.add_argument("--min-images", type=bounded(int, 1), default=2,
+                   help="identities with fewer images are left out (2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", choices=["link", "list"], default="link",
+                   help="link: DST/<split>/<identity>/<image> symbolic links; list: DST/<split>.txt")
+    p.set_defaults(func=_split)
+
+    p = group.add_parser("pairs", help="balanced same/different pairs in identity-disjoint folds")
+    p.add_argument("src", help="identity folder SRC/<identity>/<image>")
+    p.add_argument("out", help="pairs list to write (read by --pairs facex:OUT)")
+    p.add_argument("--folds", type=bounded(int, 1), default=10, help="folds (10)")
+    p.add_argument("--per-fold", type=bounded(int, 1), default=300,
+                   help="same pairs, and different pairs, per fold (300)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_pairs)
+
+    p = group.add_parser("gallery-probe", help="gallery and probe sets for identification (closed/open set)")
+    p.add_argument("src", help="identity folder SRC/<identity>/<image> (never modified)")
+    p.add_argument("dst", help="new output folder: DST/gallery, DST/probe")
+    p.add_argument("--gallery-images", type=bounded(int, 1), default=1,
+                   help="images enrolled per identity (1); the rest are probes")
+    p.add_argument("--unknown", type=_share, default=0.0,
+                   help="identities left out of the gallery (open set): fraction or count (0: closed set)")
+    p.add_argument("--min-images", type=bounded(int, 1), default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", choices=["link", "list"], default="link")
+    p.set_defaults(func=_gallery_probe)
 
     p = group.add_parser("merge", help="merge identity datasets into one label space")
     p.add_argument("paths", nargs="+", metavar="SRC ... DST", help="two or more sources, then the output")

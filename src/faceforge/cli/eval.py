@@ -92,6 +92,9 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--probe", required=True, metavar="DIR", help="identity folders, matched to the gallery by name"
     )
+    p.add_argument("--threshold", type=float, default=None, metavar="SCORE",
+                   help="open set (probe identities absent from the gallery): also report how many unknown "
+                   "probes this cosine threshold rejects (e.g. a calibrated one)")
     p.set_defaults(func=identify)
 
     p = group.add_parser("megaface", help="MegaFace-style rank-1 as distractors grow (FAISS)")
@@ -199,13 +202,17 @@ def identify(args) -> int:
     cache = f"{args.out}/cache" if args.out else None
     res = identify_folders(
         embedder, args.gallery, args.probe, _flip(args, embedder), args.batch_size, args.workers,
-        cache_dir=cache, progress=lambda label: _progress(args, label),
+        cache_dir=cache, progress=lambda label: _progress(args, label), threshold=args.threshold,
     )
     print(
         ", ".join(f"rank-{k} {100 * res[f'rank{k}']:.2f}%" for k in (1, 3, 5, 10))
         + f" ({res['probes']} probes, {res['gallery_identities']} gallery identities, "
         f"{res['unknown_probes']} probes without a gallery identity)"
     )
+    if "open_set" in res:
+        from faceforge.eval.identification import open_set_line
+
+        print(open_set_line(res["open_set"]))
     if args.out:
         _write(args.out, "identification", res)
         from faceforge.eval.report import plot_cmc

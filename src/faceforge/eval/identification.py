@@ -6,6 +6,13 @@ All scores are cosine similarities of L2-normalised features.
   probe's rank is 1 + the number of identities scoring strictly higher than its own (a tie goes to
   the true identity). Probes whose identity has no gallery image are counted as ``unknown`` and
   left out of the rates.
+* **Open-set identification** (probes of people absent from the gallery, "unknown"): a probe is
+  accepted when its best gallery score reaches a threshold. The false-alarm rate (FAR, "FPIR") is
+  the share of unknown probes accepted; the detection and identification rate DIR at a FAR is the
+  share of known probes whose true identity ranks first *and* is accepted at the threshold that
+  keeps FAR at or below it (Phillips et al., FRVT's TPIR/FPIR). With U unknown probes the smallest
+  FAR measurable is 1/U: below it the threshold simply sits above every unknown score, and the
+  result says ``resolved: false``.
 * **MegaFace-style rank-1** (FaceScrub protocol): every ordered pair (a, b) of images of one probe
   identity is a trial with ``a`` as probe and ``b`` as the only mate in a gallery of ``n``
   distractors; it succeeds when ``score(a, b)`` beats the best distractor among the first ``n``.
@@ -87,6 +94,62 @@ def identify(
         }
     )
     return out
+
+
+OPEN_SET_FARS = (1e-3, 1e-2, 1e-1)
+
+
+def open_set_identify(gallery: np.ndarray, gallery_labels: np.ndarray, probe: np.ndarray,
+                      probe_labels: np.ndarray, fars: Sequence[float] = OPEN_SET_FARS,
+                      threshold: float | None = None) -> dict[str, Any]:
+    """Open-set rates (see the module docstring): ``dir`` {far: DIR}, ``thresholds`` {far: t},
+    ``resolved`` {far: far >= 1/U}, the DIR/FAR curve over every threshold, and, given a score
+    ``threshold`` (a calibrated one), the share of unknown probes it rejects and of known probes it
+    identifies correctly (``at_threshold``)."""
+    scores, ids = identity_scores(probe, gallery, gallery_labels)
+    probe_labels = np.asarray(probe_labels)
+    col = np.minimum(np.searchsorted(ids, probe_labels), len(ids) - 1)
+    known = ids[col] == probe_labels
+    if known.all() or not known.any():
+        raise UserError(f"open-set identification: needs probes of both gallery identities and people absent "
+                        f"from the gallery; got {int(known.sum())} known and {int((~known).sum())} unknown")
+    best = scores.max(axis=1)
+    true = scores[np.nonzero(known)[0], col[known]]
+    first = (scores[known] > true[:, None]).sum(axis=1) == 0
+    unknown_best = np.sort(best[~known])[::-1]
+    n_unknown = len(unknown_best)
+
+    def dir_at(t: float) -> float:
+        return float(np.mean(first & (true >= t)))
+
+    out: dict[str, Any] = {"dir": {}, "thresholds": {}, "resolved": {}, "known_probes": int(known.sum()),
+                           "unknown_probes": n_unknown, "far_resolution": 1.0 / n_unknown}
+    for far in fars:
+        k = int(np.floor(far * n_unknown + 1e-9))  # at most k unknown probes may be accepted
+        t = float(np.nextafter(unknown_best[k], np.inf)) if k < n_unknown else float(unknown_best[-1])
+        out["dir"][far], out["thresholds"][far] = dir_at(t), t
+        out["resolved"][far] = bool(far * n_unknown >= 1)
+    grid = np.r_[np.nextafter(unknown_best[0], np.inf), unknown_best[:-1], -np.inf]  # FAR 0 .. 1
+    out["curve"] = {"far": np.arange(len(grid)) / n_unknown,
+                    "dir": np.array([dir_at(t) for t in grid])}
+    if threshold is not None:
+        out["at_threshold"] = {"threshold": float(threshold),
+                               "unknown_rejected": float(np.mean(best[~known] < threshold)),
+                               "known_identified": dir_at(float(threshold)),
+                               "known_rejected": float(np.mean(true < threshold))}
+    return out
+
+
+def open_set_line(res: dict[str, Any]) -> str:
+    """One line: DIR at each FAR (marked when the FAR is below the set's resolution)."""
+    rates = ", ".join(f"DIR@FAR={far:g} {100 * rate:.2f}%" + ("" if res["resolved"][far] else " (unresolved)")
+                      for far, rate in res["dir"].items())
+    line = f"open set: {rates} ({res['known_probes']} known, {res['unknown_probes']} unknown probes)"
+    if "at_threshold" in res:
+        a = res["at_threshold"]
+        line += (f"; at threshold {a['threshold']:.4f}: {100 * a['unknown_rejected']:.1f}% of unknown "
+                 f"rejected, {100 * a['known_identified']:.1f}% of known identified")
+    return line
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,8 +332,11 @@ def identify_folders(
     probe_images=None,
     probe_spec: str | None = None,
     progress=None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
-    """Rank-k and CMC of a probe folder against a gallery folder (identities matched by name).
+    """Rank-k and CMC of a probe folder against a gallery folder (identities matched by name), and
+    the open-set rates (``res["open_set"]``, :func:`open_set_identify`; ``threshold`` a calibrated
+    score) when some probe identities are absent from the gallery.
 
     ``probe_images`` replaces the probe images (same order and labels; the masked benchmark
     passes masked copies) and ``probe_spec`` names them in the cache. ``progress(label)`` gives
@@ -290,6 +356,9 @@ def identify_folders(
     )
     g_lab, p_lab = named_labels(g_ds.names, g_ds.labels, p_ds.names, p_ds.labels)
     res = identify(g.features[g.valid], g_lab[g.valid], p.features[p.valid], p_lab[p.valid])
+    if res["unknown_probes"]:
+        res["open_set"] = open_set_identify(g.features[g.valid], g_lab[g.valid], p.features[p.valid],
+                                            p_lab[p.valid], threshold=threshold)
     res.update({"model": embedder.meta.name, "corrupt_images": g.num_corrupt + p.num_corrupt})
     return res
 

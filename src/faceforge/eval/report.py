@@ -16,7 +16,8 @@ from faceforge.atomic import atomic_write_bytes, atomic_write_text
 from faceforge.errors import UserError
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, or a UserError naming the extra."""
     try:
         import matplotlib
 
@@ -27,8 +28,9 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path) -> Path:
-    plt = _pyplot()
+def save_figure(fig, path: str | Path) -> Path:
+    """Render ``fig`` to PNG in memory, close it, write ``path`` atomically."""
+    plt = pyplot()
     buf = io.BytesIO()
     fig.tight_layout()  # one layout pass; bbox_inches="tight" would draw the figure twice
     fig.savefig(buf, format="png", dpi=100)
@@ -39,7 +41,7 @@ def _save(fig, path: str | Path) -> Path:
 
 def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "ROC"):
     """ROC curves (label -> (fpr, tpr)) with a log FAR axis."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     for label, (fpr, tpr) in curves.items():
         fpr = np.asarray(fpr, dtype=np.float64)
@@ -53,12 +55,12 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_cmc(curves: dict[str, np.ndarray], path: str | Path, title: str = "CMC"):
     """Cumulative match characteristic (label -> identification rate at rank 1..K)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     for label, cmc in curves.items():
         cmc = np.asarray(cmc)
@@ -69,12 +71,12 @@ def plot_cmc(curves: dict[str, np.ndarray], path: str | Path, title: str = "CMC"
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_distractors(curves: dict[str, tuple[Sequence[int], Sequence[float]]], path, title="MegaFace"):
     """Rank-1 identification rate as the number of distractors grows (log axis)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     for label, (sizes, rank1) in curves.items():
         ax.plot(sizes, rank1, marker="o", label=label)
@@ -85,7 +87,7 @@ def plot_distractors(curves: dict[str, tuple[Sequence[int], Sequence[float]]], p
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def markdown_table(rows: dict[str, dict[str, str]], columns: Sequence[str], corner: str = "model") -> str:

@@ -292,8 +292,11 @@ class Trainer:
 
     def _set_lr(self) -> float:
         f = lr_factor(self.state.global_step, self.cfg.optim, self.plan.steps_per_epoch, self.total_steps)
+        # head warm-up (fine-tuning): a new head learns on the frozen backbone first
+        frozen = self.state.global_step < self.cfg.optim.head_warmup_epochs * self.plan.steps_per_epoch
         for g in self.optimizer.param_groups:
-            g["lr"] = self.cfg.optim.lr * f * g.get("lr_mult", 1.0)
+            mult = 0.0 if frozen and g.get("name", "").startswith("backbone") else g.get("lr_mult", 1.0)
+            g["lr"] = self.cfg.optim.lr * f * mult
         return self.cfg.optim.lr * f
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""Dataset tools behind ``faceforge data ...``: clean, balance, merge, shallow, stats, pack, convert."""
+"""Dataset tools behind ``faceforge data ...``: clean, balance, merge, shallow, stats, pack, convert;
+own-data sets: split, gallery-probe (``split.py``) and verification pairs (``pairs.py``)."""
 
 from __future__ import annotations
 

@@ -117,14 +117,44 @@ def _balance_identity(job: tuple[str, list[str], str, dict]) -> dict:
     return result
 
 
+RULES = {  # action -> what the rule does (formatted with the policy), for the summary
+    "sample": "n > {cap}: keep a random {cap}", "keep": "{keep_above} < n <= {cap}: keep all",
+    "x2": "{double_above} < n <= {keep_above}: x2 (opening)",
+    "x4": "{drop_at_most} < n <= {double_above}: x4 (opening, noise, salt-and-pepper)",
+    "drop": "n <= {drop_at_most}: dropped",
+}
+# warn when the drop rule would remove more than this share of the images
+MOST = 0.5
+
+
+def check_drops(counts: list[int], policy: BalancePolicy, src: Path) -> str | None:
+    """A UserError when the policy would drop every identity; a warning (returned) when it would
+    drop most images, saying how to change the cut-off; None otherwise."""
+    dropped = [n for n in counts if policy.action(n) == "drop"]
+    total = sum(counts)
+    hint = (f"the largest identity has {max(counts)} images; pass --drop-at-most N with N below the "
+            "counts you want to keep (e.g. --drop-at-most 1 keeps every identity with 2 or more)")
+    if len(dropped) == len(counts):
+        raise UserError(f"balance: every identity of {src} has <= {policy.drop_at_most} images "
+                        f"(--drop-at-most), so all {total} images would be dropped; {hint}")
+    if sum(dropped) > MOST * total:
+        return (f"warning: --drop-at-most {policy.drop_at_most} drops {len(dropped)} of {len(counts)} "
+                f"identities, {sum(dropped)} of {total} images ({100 * sum(dropped) / total:.0f}%); {hint}")
+    return None
+
+
 def balance(src: str | Path, dst: str | Path, policy: BalancePolicy | None = None,
             workers: int | None = None, report: str | Path | None = None) -> dict:
-    """Write the balanced copy of the identity folder ``src`` to ``dst``; returns the report."""
+    """Write the balanced copy of the identity folder ``src`` to ``dst``; returns the report.
+
+    Nothing is written when the policy would drop every identity (a UserError); a policy dropping
+    most images puts a ``warning`` in the report (see :func:`check_drops`)."""
     policy = policy or BalancePolicy()
     policy.check()
     src, dst = Path(src), Path(dst)
     files, labels, names = list_identity_folder(src, "balance")
     check_new_output(src, dst)
+    warning = check_drops(np.bincount(labels, minlength=len(names)).tolist(), policy, src)
     dst.mkdir(parents=True, exist_ok=True)
     groups: dict[int, list[str]] = {}
     for f, lab in zip(files, labels):
@@ -138,14 +168,20 @@ def balance(src: str | Path, dst: str | Path, policy: BalancePolicy | None = Non
         with ctx.Pool(workers) as pool:
             rows = pool.map(_balance_identity, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
     actions: dict[str, int] = {}
+    per_rule: dict[str, dict[str, int]] = {}
     for r in rows:
         actions[r["action"]] = actions.get(r["action"], 0) + 1
+        rule = per_rule.setdefault(r["action"], {"identities": 0, "before": 0, "after": 0})
+        rule["identities"] += 1
+        rule["before"] += r["before"]
+        rule["after"] += r["after"]
     result = {
         "source": str(src), "output": str(dst), "policy": asdict(policy),
         "before": {"identities": len(rows), "images": sum(r["before"] for r in rows)},
         "after": {"identities": sum(r["action"] != "drop" for r in rows),
                   "images": sum(r["after"] for r in rows)},
-        "actions": actions, "corrupt": sum(r["corrupt"] for r in rows), "identities": rows,
+        "actions": actions, "rules": per_rule, "warning": warning,
+        "corrupt": sum(r["corrupt"] for r in rows), "identities": rows,
     }
     report_path = Path(report) if report else dst / "balance_report.json"
     atomic_write_text(report_path, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
@@ -154,8 +190,17 @@ def balance(src: str | Path, dst: str | Path, policy: BalancePolicy | None = Non
 
 
 def summary(result: dict) -> str:
+    """The totals, one line per rule that applied (identities, images before -> after), and the
+    warning when most images were dropped."""
     b, a = result["before"], result["after"]
-    acts = ", ".join(f"{k}: {v}" for k, v in sorted(result["actions"].items()))
-    return (f"balance: {b['images']} images / {b['identities']} identities -> {a['images']} images / "
-            f"{a['identities']} identities, {result['corrupt']} unreadable skipped (identities per action: "
-            f"{acts}); report: {result['report']}")
+    lines = [f"balance: {b['images']} images / {b['identities']} identities -> {a['images']} images / "
+             f"{a['identities']} identities, {result['corrupt']} unreadable skipped; "
+             f"report: {result['report']}"]
+    for action, rule in RULES.items():
+        if action in result.get("rules", {}):
+            r = result["rules"][action]
+            lines.append(f"  {rule.format(**result['policy'])}: {r['identities']} identities, "
+                         f"{r['before']} -> {r['after']} images")
+    if result.get("warning"):
+        lines.append(result["warning"])
+    return "\n".join(lines)
