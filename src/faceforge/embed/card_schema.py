@@ -24,7 +24,8 @@ from faceforge.errors import UserError, closest
 CHANNEL_ORDERS = ("rgb", "bgr")
 LAYOUTS = ("NCHW", "NHWC")
 SCORES = ("cosine", "l2")
-NAMED_TEMPLATES = {"arcface": (112, 112), "sphereface": (112, 96)}
+# arcface_upper_half: the eyes-and-brows half of an ArcFace crop (train mode upper_half, masked faces)
+NAMED_TEMPLATES = {"arcface": (112, 112), "sphereface": (112, 96), "arcface_upper_half": (56, 112)}
 MIN_SIDE, MAX_SIDE = 8, 1024
 MAX_EMBEDDING = 65536
 MAX_CARD_BYTES = 1 << 20
