@@ -95,9 +95,10 @@ def run_eval(args) -> int:
 
 
 def run_draw(args) -> int:
-    from faceforge.landmarks.draw import draw_file
+    from faceforge.landmarks.draw import check_draw_output, draw_file
     from faceforge.landmarks.predict import FaceLandmarker, LandmarkPredictor
 
+    check_draw_output(args.input, args.out)  # before loading anything
     pred = LandmarkPredictor.load(args.model)
     res = draw_file(args.input, args.out, FaceLandmarker(pred, args.detector), progress=not args.quiet)
     res.pop("landmarks", None)
@@ -118,6 +119,10 @@ def run_clean(args) -> int:
         from faceforge.landmarks.label_file import write_labels
 
         lab = source.labels
+        if len(keep) == 0:  # an empty label file is not a result
+            why = ", ".join(f"{n} {r}" for r, n in report["reasons"].items() if n)
+            raise UserError(f"landmarks clean: all {report['total']} rows were dropped ({why}); "
+                            f"nothing written to {args.out}")
         boxes = lab.boxes[keep] if lab.boxes[keep].size and all(
             (lab.boxes[keep] == lab.boxes[keep]).ravel()) else None
         write_labels(args.out, [lab.paths[i] for i in keep], lab.points[keep], boxes,

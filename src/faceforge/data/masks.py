@@ -230,6 +230,7 @@ def mask_folder(
     counts = {"images": len(files), "identities": len(names), "masked": 0, "skipped_existing": 0,
               "corrupt": 0, "not_crops": 0}
     bar = Progress(len(files), progress, label="mask")
+    first = ""  # the first skipped file and why: named when nothing could be masked
     for f in files:
         rel = f"{f.parent.name}/{f.name}"
         out = dst_path / f.parent.name / output_name(f.name)
@@ -239,11 +240,14 @@ def mask_folder(
             continue
         try:
             img = read_image(f)
-        except CorruptImage:
+        except CorruptImage as e:
             counts["corrupt"] += 1
+            first = first or str(e)
             continue
-        if crop_problem(img.shape, template):
+        problem = crop_problem(img.shape, template)
+        if problem:
             counts["not_crops"] += 1
+            first = first or f"{f}: {problem}"
             continue
         masked = apply_mask(img, file_rng(seed, rel), template=template, texture=tex)
         params = [cv2.IMWRITE_JPEG_QUALITY, 95] if out.suffix.lower() in (".jpg", ".jpeg") else []
@@ -252,6 +256,6 @@ def mask_folder(
         counts["masked"] += 1
     if counts["masked"] + counts["skipped_existing"] == 0:  # nothing usable: an error, not a quiet 0
         raise UserError(f"mask source: none of the {len(files)} images under {src} is a readable aligned "
-                        f"face crop ({counts['corrupt']} unreadable, {counts['not_crops']} not crops; "
-                        "align photos first with 'faceforge align')")
+                        f"face crop ({counts['corrupt']} unreadable, {counts['not_crops']} not crops; first: "
+                        f"{first}; align photos first with 'faceforge align')")
     return counts
