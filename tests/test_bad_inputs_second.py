@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -359,3 +360,59 @@ def test_init_mismatch_is_one_line(run_dir):
     line = assert_one_line_error(_train_argv(run_dir, extra))
     assert ("model.init: the checkpoint's embedding size is 32, the config's (model.embedding_size) is 16"
             in line)
+
+
+# -- 8. outputs: format checked first; nothing usable is an error saying why --------------------------
+
+
+def test_draw_output_format_checked_before_work(tmp_path):
+    missing_model = tmp_path / "no_model.ckpt"  # never loaded: the --out check comes first
+    photo = tmp_path / "a.jpg"
+    cv2.imwrite(str(photo), np.zeros((64, 64, 3), np.uint8))
+    line = assert_one_line_error(["landmarks", "draw", str(photo), "--model", str(missing_model),
+                                  "--out", str(tmp_path / "out.xyz")])
+    assert "cannot write images of type '.xyz'" in line
+    line = assert_one_line_error(["landmarks", "draw", str(photo), "--model", str(missing_model),
+                                  "--out", str(tmp_path / "out.png")])
+    assert "no_model.ckpt" in line  # a good suffix gets as far as loading the model
+
+
+def test_landmarks_label_with_nothing_labelled_fails(tmp_path):
+    pytest.importorskip("dlib", reason="the default teacher needs dlib")
+    from conftest import need_retinaface
+
+    need_retinaface()
+    (tmp_path / "src/p").mkdir(parents=True)
+    (tmp_path / "src/p/x.jpg").write_bytes(b"not an image")
+    line = assert_one_line_error(["landmarks", "label", str(tmp_path / "src"), str(tmp_path / "l.csv"),
+                                  "--quiet"])
+    assert "no face labelled in the 1 images" in line and "1 unreadable" in line
+    assert not (tmp_path / "l.csv").exists()
+
+
+def test_align_with_no_face_fails(tmp_path):
+    from conftest import need_retinaface
+
+    need_retinaface()
+    (tmp_path / "src/p").mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"src/p/{i}.jpg"), np.full((96, 96, 3), 128, np.uint8))
+    line = assert_one_line_error(["align", str(tmp_path / "src"), str(tmp_path / "dst"), "--quiet"])
+    assert "align: no face aligned in the 2 images (2 without a face" in line
+
+
+def test_mask_error_names_the_file(tmp_path):
+    from test_bad_inputs import header_bomb_png
+
+    (tmp_path / "src/p").mkdir(parents=True)
+    (tmp_path / "src/p/big.png").write_bytes(header_bomb_png(16000, 16000))
+    line = assert_one_line_error(["data", "mask", str(tmp_path / "src"), str(tmp_path / "dst"), "--quiet"])
+    assert "first: " in line and "big.png" in line
+
+
+def test_landmarks_clean_dropping_everything_fails(tmp_path):
+    row = ["a.png"] + ["nan"] * 176
+    (tmp_path / "l.csv").write_text(",".join(row) + "\n")
+    line = assert_one_line_error(["landmarks", "clean", str(tmp_path / "l.csv"),
+                                  "--out", str(tmp_path / "c.csv")])
+    assert "all 1 rows were dropped (1 not_finite)" in line and not (tmp_path / "c.csv").exists()

@@ -104,6 +104,13 @@ def run_align(args) -> int:
         points=_refiner(args.landmarks),
     )
     print(json.dumps(counts))
+    if counts["crops_written"] == 0 and counts["skipped_existing"] == 0:  # nothing usable: say why
+        from faceforge.errors import UserError
+
+        c = counts
+        raise UserError(f"align: no face aligned in the {c['images']} images ({c['no_face']} without a face, "
+                        f"{c['corrupt']} unreadable, {c['skipped_multi']} skipped for several faces, "
+                        f"{c['bad_landmarks']} with bad landmarks); see {args.dst}/align_report.csv")
     return 0
 
 

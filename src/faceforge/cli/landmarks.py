@@ -97,9 +97,11 @@ def run_eval(args) -> int:
 
 
 def run_draw(args) -> int:
-    from faceforge.landmarks.draw import draw_file, draw_files
+    from faceforge.landmarks.draw import check_draw_output, draw_file, draw_files
     from faceforge.landmarks.predict import FaceLandmarker, LandmarkPredictor
 
+    if len(args.inputs) == 1:
+        check_draw_output(args.inputs[0], args.out)  # before loading anything
     pred = LandmarkPredictor.load(args.model)
     marker = FaceLandmarker(pred, args.detector)
     if len(args.inputs) == 1:
@@ -125,6 +127,10 @@ def run_clean(args) -> int:
         from faceforge.landmarks.label_file import write_labels
 
         lab = source.labels
+        if len(keep) == 0:  # an empty label file is not a result
+            why = ", ".join(f"{n} {r}" for r, n in report["reasons"].items() if n)
+            raise UserError(f"landmarks clean: all {report['total']} rows were dropped ({why}); "
+                            f"nothing written to {args.out}")
         boxes = lab.boxes[keep] if lab.boxes[keep].size and all(
             (lab.boxes[keep] == lab.boxes[keep]).ravel()) else None
         write_labels(args.out, [lab.paths[i] for i in keep], lab.points[keep], boxes,

@@ -241,6 +241,7 @@ def mask_folder(
     counts = {"images": len(files), "identities": len(names), "masked": 0, "unmasked": 0,
               "skipped_existing": 0, "corrupt": 0, "not_crops": 0, "no_face": 0}
     bar = Progress(len(files), progress, label="mask")
+    first = ""  # the first skipped file and why: named when nothing could be masked
     for f in files:
         rel = f"{f.parent.name}/{f.name}"
         out = dst_path / f.parent.name / output_name(f.name)
@@ -250,8 +251,9 @@ def mask_folder(
             continue
         try:
             img = read_image(f)
-        except CorruptImage:
+        except CorruptImage as e:
             counts["corrupt"] += 1
+            first = first or str(e)
             continue
         rng = file_rng(seed, rel)
         if fraction < 1.0 and rng.uniform() >= fraction:
@@ -264,8 +266,9 @@ def mask_folder(
                 continue
             masked, _ = apply_landmark_masks(img, faces, rng, tex, shapes)
             counts["masked"] += 1
-        elif crop_problem(img.shape, template):
+        elif problem := crop_problem(img.shape, template):
             counts["not_crops"] += 1
+            first = first or f"{f}: {problem}"
             continue
         else:
             masked = apply_mask(img, rng, template=template, texture=tex)
@@ -278,6 +281,6 @@ def mask_folder(
             raise UserError(f"mask source: no face found in any of the {len(files)} images under {src} "
                             f"({counts['corrupt']} unreadable, {counts['no_face']} without a face)")
         raise UserError(f"mask source: none of the {len(files)} images under {src} is a readable aligned "
-                        f"face crop ({counts['corrupt']} unreadable, {counts['not_crops']} not crops; "
-                        "align photos first with 'faceforge align', or mask by landmarks)")
+                        f"face crop ({counts['corrupt']} unreadable, {counts['not_crops']} not crops; first: "
+                        f"{first}; align photos first with 'faceforge align', or mask by landmarks)")
     return counts

@@ -310,3 +310,17 @@ def check_image(data: bytes, where: str = "") -> tuple[int, int]:
     returns (width, height) or raises CorruptImage."""
     img = decode_raw(data, where)
     return img.shape[1], img.shape[0]
+
+
+def check_output_image(path, where: str = "--out") -> str:
+    """The suffix an image will be written with (``.png`` when ``path`` has none), refused in one
+    line when OpenCV has no encoder for it: checked before any work, not after it."""
+    import cv2
+
+    from faceforge.errors import UserError
+
+    suffix = os.path.splitext(os.fspath(path))[1].lower() or ".png"
+    if not cv2.haveImageWriter(f"image{suffix}"):
+        raise UserError(f"{where} {path}: cannot write images of type '{suffix}' "
+                        "(use .png, .jpg, .bmp, .webp, .tif, ...)")
+    return suffix

@@ -55,11 +55,24 @@ def draw_faces(img: np.ndarray, results) -> np.ndarray:
     return img
 
 
+def check_draw_output(src: str | Path, out: str | Path) -> None:
+    """``--out`` must be writable as what ``src`` gives (an MP4 for a video, an image type OpenCV
+    encodes otherwise): said before the model is loaded, not after the work."""
+    if Path(src).suffix.lower() in VIDEO_SUFFIXES:
+        if Path(out).suffix.lower() != ".mp4":
+            raise UserError(f"--out: videos are written as MP4; got '{Path(out).name}'")
+        return
+    from faceforge.io.images import check_output_image
+
+    check_output_image(out)
+
+
 def draw_file(src: str | Path, out: str | Path, landmarker, progress: bool = False) -> dict:
     """Draw on an image or on every frame of a video (written as MP4, codec mp4v)."""
     src, out = Path(src), Path(out)
     if not src.is_file():
         raise UserError(f"input not found: {src}")
+    check_draw_output(src, out)
     if src.suffix.lower() in VIDEO_SUFFIXES:
         return draw_video(src, out, landmarker, progress)
     import cv2

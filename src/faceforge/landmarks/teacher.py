@@ -145,6 +145,11 @@ def label_images(src: str | Path, out: str | Path, teacher: str = "dlib68", dete
             got += 1
         counts["labelled"] += got
         counts["images_labelled"] += got > 0
+    if counts["labelled"] == 0:  # an empty label file is not a result: say why, write nothing
+        raise UserError(f"landmarks label: no face labelled in the {counts['images']} images under {src} "
+                        f"({counts['unreadable']} unreadable, {counts['no_face']} without a face, "
+                        f"{counts['small']} too small, {counts['disagree']} where the teacher disagreed); "
+                        f"nothing written to {out}")
     seconds = time.time() - t0
     atomic_write_text(out, buf.getvalue())
     meta = {"source": str(src), "labels": str(out), **counts, "seconds": round(seconds, 1),
