@@ -32,7 +32,9 @@ def _sections(cls=ExperimentConfig):
 
 
 def test_every_declared_key_has_one_line_of_help():
-    for cls in _sections():
+    from faceforge.landmarks.train import LandmarkConfig
+
+    for cls in [*_sections(), *_sections(LandmarkConfig)]:
         own = {f.name for f in dataclasses.fields(cls)
                if not dataclasses.is_dataclass(typing.get_type_hints(cls)[f.name])}
         missing = own - set(getattr(cls, "HELP", {}))
@@ -100,3 +102,11 @@ def test_recipes_are_found_by_name(tmp_path):
     with pytest.raises(UserError, match="did you mean 'mobilefacenet_arcface'"):
         resolve_config("mobilefacenet_arcfce")
     assert load_config("r50_cosface").model.backbone == "iresnet50"
+
+
+def test_landmark_recipe_lists_its_own_keys(capsys):
+    assert main(["config", "landmarks_mobilenet", "--set", "train.max_steps=3"]) == 0
+    out = capsys.readouterr().out
+    assert "crop_scale" in out and "faceforge landmarks train NAME" in out
+    assert main(["config", "landmarks_mobilenet", "--set", "data.bogus=1"]) == 2
+    assert "unknown config key 'data.bogus'" in capsys.readouterr().err

@@ -110,9 +110,15 @@ def run_demo(
     cfg.train.max_steps = steps
     say(f"[2/3] training {backbone} + {head} on {cfg.data.train} for {minutes:g} min")
     result = train(cfg, quiet=quiet)
+    if result["stopped_by"]:  # SIGTERM/Ctrl-C: the checkpoint is written; a cut run is not evaluated
+        say(f"{result['stopped_by']} at step {result['steps']}: checkpoint {result['checkpoint']} written")
+        raise KeyboardInterrupt
     say(f"[3/3] 10-fold verification on {pairs}")
     model = load_backbone(result["checkpoint"])
-    ver = evaluate_pairs(TorchEmbedder(model), f"pairs:{pairs}", flip="sum")
+    from faceforge.io.progress import progress_callback
+
+    ver = evaluate_pairs(TorchEmbedder(model), f"pairs:{pairs}", flip="sum",
+                         progress=progress_callback("verify", not quiet))
     write_result(ver, out)
     last = result["last"]
     tar = ver["tar_at_far"]  # n/m where the test set's impostor pairs cannot measure the FAR

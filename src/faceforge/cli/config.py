@@ -19,6 +19,9 @@ def add_commands(sub) -> None:
     add_config_options(p)
     p.add_argument("--json", action="store_true", help="one JSON object per key")
     p.add_argument("--recipes", action="store_true", help="list the recipes shipped with faceforge")
+    p.add_argument("--landmarks", action="store_true",
+                   help="a landmark config ('faceforge landmarks train'); found by itself for a landmark "
+                   "recipe")
     p.set_defaults(func=run)
 
 
@@ -63,7 +66,8 @@ def format_rows(rows: list[dict]) -> str:
 
 
 def run(args) -> int:
-    from faceforge.config import load_config, recipes
+    from faceforge.config import describe, load_config, recipes
+    from faceforge.errors import UserError
     from faceforge.train.components import check_components
 
     if args.recipes:
@@ -72,14 +76,31 @@ def run(args) -> int:
                           if line.startswith("#")), "")
             print(f"{name:38s} {first}")
         return 0
-    cfg = load_config(args.config, args.overrides)
-    check_components(cfg)
-    rows = rows_of(cfg)
+    from faceforge.landmarks.train import LandmarkConfig
+
+    landmarks = args.landmarks
+    if not landmarks:
+        try:
+            cfg = load_config(args.config, args.overrides)
+        except UserError:  # a landmark recipe? (its keys parse there)
+            if not args.config:
+                raise
+            try:
+                load_config(args.config, [], cls=LandmarkConfig)  # the file itself is a landmark config
+            except UserError:
+                load_config(args.config, args.overrides)  # the first error, about the training config
+            landmarks = True
+    if landmarks:
+        rows = describe(load_config(args.config, args.overrides, cls=LandmarkConfig))
+    else:
+        check_components(cfg)
+        rows = rows_of(cfg)
     if args.json:
         for r in rows:
             print(json.dumps(r))
         return 0
     print(format_rows(rows))
+    command = "faceforge landmarks train" if landmarks else "faceforge train"
     print("\nset any key with --set KEY=VALUE (e.g. --set train.max_steps=200); "
-          "built-in recipes: faceforge config --recipes; train one: faceforge train NAME")
+          f"built-in recipes: faceforge config --recipes; train one: {command} NAME")
     return 0

@@ -40,6 +40,16 @@ class LandmarkDataConfig:
         "batch_size": COUNT, "workers": NON_NEGATIVE, "crop_scale": POSITIVE, "shift": NON_NEGATIVE,
         "scale_jitter": Bound(0, 1, open_high=True), "rotation": Bound(0, 180), "clean_margin": NON_NEGATIVE,
     }
+    HELP: ClassVar[dict[str, str]] = {
+        "train": "labelled faces: a labels .csv, or synthetic:NxK,mode=wild",
+        "val": "held-out labels (null = none)",
+        "batch_size": "crops per step", "workers": "DataLoader worker processes",
+        "crop_scale": "square crop side = crop_scale x max(box w, h)",
+        "shift": "centre jitter, fraction of side",
+        "scale_jitter": "random crop-size jitter (fraction)", "rotation": "random rotation, degrees (+-)",
+        "flip": "random horizontal flips (points mirrored)",
+        "clean_margin": "drop samples with points this far (fraction of side) outside the crop",
+    }
 
 
 @dataclass
@@ -53,6 +63,12 @@ class LandmarkModelConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     RANGES: ClassVar[dict[str, Bound]] = {"input_size": COUNT}
+    HELP: ClassVar[dict[str, str]] = {
+        "backbone": "landmark backbone (mobilenet_v1_shallow)", "input_size": "square crop side in pixels",
+        "init": "start from a landmark checkpoint (null = random)",
+        "box_shift": "detector box -> crop box: downward shift (fraction of the box)",
+        "box_scale": "detector box -> crop box: scale", "options": "other keys go to the backbone",
+    }
 
 
 @dataclass
@@ -70,6 +86,13 @@ class LandmarkTrainConfig:
         "epochs": COUNT, "max_minutes": NON_NEGATIVE, "max_steps": NON_NEGATIVE, "wing_w": POSITIVE,
         "wing_eps": POSITIVE, "log_every": COUNT, "threads": NON_NEGATIVE,
     }
+    HELP: ClassVar[dict[str, str]] = {
+        "epochs": "passes over the data", "max_minutes": "wall-clock budget (0 = none)",
+        "max_steps": "step budget (0 = none)", "loss": "mse | wing | l1 (on crop pixels)",
+        "wing_w": "wing loss width", "wing_eps": "wing loss curvature",
+        "log_every": "steps between log records",
+        "threads": "torch intra-op threads (0 = torch's default)",
+    }
 
 
 @dataclass
@@ -82,6 +105,9 @@ class LandmarkConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         name="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_epochs=0.2))
     train: LandmarkTrainConfig = field(default_factory=LandmarkTrainConfig)
+
+    HELP: ClassVar[dict[str, str]] = {"seed": "random seed", "output": "run folder",
+                                      "device": "cpu, cuda, cuda:N or auto"}
 
 
 def load_landmark_config(path: str | None, overrides: list[str] | None = None) -> LandmarkConfig:
