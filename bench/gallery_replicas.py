@@ -48,6 +48,33 @@ print(json.dumps({"images": len(g), "kind": g.kind, "open_s": round(t_open, 2), 
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
 """
 
+PHASES = """
+import json, sys, time
+import numpy as np
+from faceforge.deploy import gallery_index
+from faceforge.deploy.gallery_postgres import PostgresStore
+store, out = PostgresStore(sys.argv[1]), {}
+def timed(name, fn):
+    t = time.perf_counter()
+    result = fn()
+    out[name + "_s"] = round(time.perf_counter() - t, 2)
+    return result
+def rows(sql, args=()):
+    sql = "SELECT vector_id, embedding FROM vectors WHERE removed_gen IS NULL " + sql
+    return list(store.vectors(sql, args, 128))
+store.begin(False)
+ids = timed("ids", lambda: [r[0] for r in store.execute("SELECT vector_id FROM vectors ORDER BY vector_id")])
+n = len(ids)
+take = 40 * gallery_index.ivf_lists(n)
+picks = [ids[i] for i in np.sort(np.random.default_rng(0).choice(n, take, replace=False))]
+train = timed("sample", lambda: np.concatenate([v for s in range(0, len(picks), 900) for _, v in rows(
+    f"AND vector_id IN ({','.join('?' * len(picks[s:s + 900]))})", tuple(picks[s:s + 900]))]))
+index = timed("train", lambda: gallery_index.new_index(128, n, 100_000, train))
+chunks = timed("fetch", lambda: rows("ORDER BY vector_id"))
+timed("add", lambda: [index.add_with_ids(v, i) for i, v in chunks])
+print(json.dumps({"phases": n, **out}))
+"""
+
 ENROL = """
 import sys, time
 import numpy as np
@@ -70,13 +97,13 @@ def model_identity(model: str) -> tuple[str, int]:
     return analyzer_model_id(analyzer), dim
 
 
-def bulk_load(url: str, model_id: str, dim: int, n: int) -> float:
+def bulk_load(url: str, model_id: str, dim: int, n: int, ivf_threshold: int = 100_000) -> float:
     """A gallery of ``n`` synthetic rows (generation 1), loaded with binary COPY; seconds."""
     import psycopg
 
     from faceforge.deploy.gallery import Gallery
 
-    Gallery.create(url, model_id, dim).close()
+    Gallery.create(url, model_id, dim, ivf_threshold=ivf_threshold).close()
     t = time.perf_counter()
     rng = np.random.default_rng(0)
     with psycopg.connect(url) as db:
@@ -205,13 +232,14 @@ def main() -> None:
                    "per size is created there); default: a throw-away local cluster")
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     p.add_argument("--model", default="dlib:resnet")
+    p.add_argument("--ivf-threshold", type=int, default=100_000, help="as 'gallery create' (flat up to it)")
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--lag-count", type=int, default=100)
     p.add_argument("--lag-every", type=float, default=0.05)
     p.add_argument("--celeba", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data"
                    / "celeba299", help="identify requests: 32 of these photos (../shared/data/celeba299)")
-    p.add_argument("--skip", nargs="*", default=[], choices=["startup", "lag", "replicas"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["startup", "phases", "lag", "replicas"])
     args = p.parse_args()
 
     import psycopg
@@ -237,11 +265,15 @@ def main() -> None:
                 db.execute(f"DROP DATABASE IF EXISTS bench_{n}")
                 db.execute(f"CREATE DATABASE bench_{n}")
             urls[n] = base.rsplit("/", 1)[0] + f"/bench_{n}"
-            copy_s = bulk_load(urls[n], model_id, dim, n)
+            copy_s = bulk_load(urls[n], model_id, dim, n, args.ivf_threshold)
             print(json.dumps({"size": n, "copy_s": round(copy_s, 1)}), flush=True)
             if "startup" not in args.skip:
                 for run in range(2):
                     print(json.dumps({"size": n, "run": run, **startup(urls[n])}), flush=True)
+            if "phases" not in args.skip and n > args.ivf_threshold and dim == 128:  # an IVF start-up
+                out = subprocess.run([sys.executable, "-c", PHASES, urls[n]], check=True, capture_output=True,
+                                     text=True, env=dict(os.environ, OMP_NUM_THREADS="2"))
+                print(out.stdout.strip(), flush=True)
         first = urls[args.sizes[0]]
         if "lag" not in args.skip:
             for poll_only in (False, True):

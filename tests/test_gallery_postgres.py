@@ -194,3 +194,19 @@ def test_cli_on_a_database(url, tiny_mfn_ckpt, tmp_path, capsys):
     assert main(["gallery", "list", url]) == 0
     out = capsys.readouterr().out
     assert "1 identities, 2 images" in out and "p0" not in out.split("\n", 1)[1]
+
+
+def test_a_database_restored_from_a_backup_is_reloaded(url):
+    """A generation that went back (a restore) will be reused: a replica that sees it reloads."""
+    rng = np.random.default_rng(6)
+    v = unit(rng, 3)
+    with Gallery.create(url, "m", DIM) as a, Gallery(url) as b:
+        a.enroll("kept", v[:1])
+        a.enroll("lost", v[1:2])
+        assert len(b) == 2
+        a.store.execute("DELETE FROM vectors WHERE identity = 'lost'")  # as if restored to generation 1
+        a.store.set_meta({"generation": 1})
+        assert len(b) == 1 and b.generation == 1
+        a.enroll("new", v[2:])  # generation 2 again, other rows
+        assert dict(b.identities()) == {"kept": 1, "new": 1}
+        assert b.search(v[2], k=1)[0][0].identity == "new" and len(b) == 2

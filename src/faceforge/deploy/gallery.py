@@ -301,7 +301,9 @@ class Gallery:
                 gen, ckpt = int(meta["generation"]), int(meta["checkpoint_gen"])
                 if gen == self.generation:
                     return
-                stale = ckpt > self.generation  # tombstones up to ckpt may be purged: reload
+                # tombstones up to ckpt may be purged, or the database went back in time (restored
+                # from a backup: its generations will be reused): reload
+                stale = ckpt > self.generation or gen < self.generation
                 if not stale:
                     self._replay(gen)
             if stale:
