@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,22 +33,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deploy_latency import PHOTOS, frame_640x480  # noqa: E402
+from deploy_latency import PHOTOS, _timed, frame_640x480  # noqa: E402
 
 CELEBA = PHOTOS.parent / "celeba299"
 ENGINES = ("onnxruntime", "openvino:fp32", "openvino:bf16", "auto")
-
-
-def _timed(fn, reps: int) -> tuple[float, float]:
-    """Median wall and CPU ms of ``fn()`` over ``reps`` calls after one warm-up."""
-    fn()
-    walls, cpus = [], []
-    for _ in range(reps):
-        w, c = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - w)
-        cpus.append(time.process_time() - c)
-    return 1000 * statistics.median(walls), 1000 * statistics.median(cpus)
 
 
 def machine() -> str:

@@ -118,7 +118,7 @@ class Trainer:
         cuda = self.device.type == "cuda"
         if cuda and not cfg.train.deterministic:
             torch.backends.cudnn.benchmark = True  # static shapes: autotuned convolutions pay off
-        # train.precision auto: bf16 (+ channels_last) on a CPU only where measured faster (train/precision.py)
+        # train.precision auto: bf16 (+ channels_last) on a CPU where measured faster (train/precision.py)
         self.precision, self.channels_last, self.precision_reason = choose_precision(
             cfg.train.precision, cfg.train.channels_last, self.device, self.backbone,
             tuple(self.meta["input_size"]), cfg.data.batch_size, cfg.model.backbone)
