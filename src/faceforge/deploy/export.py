@@ -159,6 +159,53 @@ def to_int8(fp32_path: Path, out_path: Path, card: ModelCard, calib: str | None)
     return {"int8": "static", "calibration_images": reader.count, "calib": calib or "synthetic:50x4"}
 
 
+def measure_int8(fp32_path: Path, int8_path: Path, card: ModelCard, log=print) -> dict[str, Any]:
+    """What int8 buys on this machine: each engine runs the fp32 and the int8 file on one thread
+    (batch 1 and 8, the ``engine: auto`` probe), and the int8 embeddings are compared with fp32's."""
+    import onnx
+
+    from faceforge.embed.onnx_embedder import probe_feeds
+    from faceforge.runtime import cpu
+    from faceforge.runtime.choice import measure
+    from faceforge.runtime.engines import Choice, installed
+
+    probes = probe_feeds(onnx.load(str(fp32_path)), card)
+    options = [Choice(e, "fp32") for e in ("onnxruntime", "openvino") if installed(e)]
+    fp32, _ = measure(str(fp32_path), options, probes, None, threads=1)
+    int8, _ = measure(str(int8_path), options, probes, None, threads=1)
+    # the cosine of int8 to fp32 on the probe (the parity line below gives it on synthetic faces)
+    ref = [measure_outputs(str(fp32_path), p) for p in probes]
+    got = [measure_outputs(str(int8_path), p) for p in probes]
+    cos = min(_min_cos(r, g) for r, g in zip(ref, got))
+    out: dict[str, Any] = {"cpu": cpu.cpu_model(), "int8_dot_product": cpu.has_int8_dot(),
+                           "probe_min_cosine": cos, "engines": {}}
+    for c in options:
+        a, b = fp32["ms"].get(c.label), int8["ms"].get(c.label)
+        if a and b:
+            out["engines"][c.engine] = {"fp32_ms": a, "int8_ms": b, "speedup": round(sum(a) / sum(b), 3)}
+    best32 = min((sum(v["fp32_ms"]) for v in out["engines"].values()), default=0.0)
+    best8 = min((sum(v["int8_ms"]) for v in out["engines"].values()), default=0.0)
+    out["pays"] = bool(best8 and best8 < best32)
+    times = "; ".join(f"{e} fp32 {'/'.join(f'{t:.1f}' for t in v['fp32_ms'])} vs int8 "
+                      f"{'/'.join(f'{t:.1f}' for t in v['int8_ms'])} ({v['speedup']:.2f}x)"
+                      for e, v in out["engines"].items())
+    verdict = ("int8 is faster here than the fastest fp32 engine" if out["pays"]
+               else "int8 does NOT pay here: ship the fp32 file")
+    log(f"int8 on this CPU ({cpu.cpu_model()}, int8 dot product {'yes' if cpu.has_int8_dot() else 'no'}; "
+        f"1 thread, batch 1 / 8, ms): {times}; min cosine to fp32 {cos:.5f}. {verdict}")
+    return out
+
+
+def measure_outputs(path: str, feed: dict) -> np.ndarray:
+    from faceforge.runtime.engines import REFERENCE, open_choice
+
+    return open_choice(path, REFERENCE, 1).run(None, feed)[0]
+
+
+def _min_cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(cosines(a.astype(np.float64), b.astype(np.float64)).min())
+
+
 def export_onnx(ckpt: str | Path, out: str | Path, precision: str = "fp32", calib: str | None = None,
                 pairs: str | None = None, far: float | None = None, flip: str | None = None,
                 log=print) -> dict[str, Any]:
@@ -207,6 +254,9 @@ def export_onnx(ckpt: str | Path, out: str | Path, precision: str = "fp32", cali
         need = PARITY_MIN.get(precision)
         if need is not None and cos.min() < need:
             raise UserError(f"export parity failed: min cosine {cos.min():.6f} < {need} ({precision})")
+
+        if precision == "int8":
+            report["int8_measured"] = measure_int8(fp32_path, final_path, card, log)
 
         use_flip = flip or card.flip
         if pairs:

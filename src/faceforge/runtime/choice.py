@@ -105,6 +105,19 @@ def _write_cache(key: str, record: dict) -> None:
         pass
 
 
+def recall(key: str) -> dict | None:
+    """A record stored under ``key`` (this process's, else the cache file's)."""
+    record = _memory.get(key) or _read_cache().get(key)
+    if record:
+        _memory[key] = record
+    return record
+
+
+def remember(key: str, record: dict) -> None:
+    _memory[key] = record
+    _write_cache(key, record)
+
+
 def _clock(threads: int) -> Callable[[], float]:
     """Process CPU time for one-thread sessions (what an idle core would take, however busy the machine
     is); wall time when the engine may use several cores (then the wall time is what a user gets)."""
@@ -177,9 +190,8 @@ def choose(model: bytes | str | Path, spec: str | None = None, probes: list[dict
     from faceforge.runtime.engines import parse_engine
 
     key = cache_key(model, probes, threads, ":".join(parse_engine(spec)) + "/" + ",".join(auto_precisions))
-    record = _memory.get(key) or _read_cache().get(key)
+    record = recall(key)
     if record and record.get("choice") and _from_label(record["choice"]) in options:
-        _memory[key] = record
         return _from_label(record["choice"]), dict(record, how="cached"), None
     record, sessions = measure(model, options, probes, check, threads)
     record["model"] = name
@@ -187,8 +199,7 @@ def choose(model: bytes | str | Path, spec: str | None = None, probes: list[dict
         from faceforge.errors import UserError
 
         raise UserError(f"{name or 'ONNX model'}: no engine can run it here ({record['rejected']})")
-    _memory[key] = record
-    _write_cache(key, record)
+    remember(key, record)
     pick = _from_label(record["choice"])
     return pick, dict(record, how="measured now"), sessions[pick]
 

@@ -59,10 +59,14 @@ def openvino_capabilities() -> tuple[str, ...]:
         return ()
 
 
+def native_bf16() -> bool:
+    """A bf16 instruction in the CPU's features (what PyTorch's oneDNN kernels use)."""
+    return any(f in cpu_flags() for f in BF16_FLAGS)
+
+
 def has_bf16() -> bool:
     """Native bf16 arithmetic (not emulated) that OpenVINO will use."""
-    native = any(f in cpu_flags() for f in BF16_FLAGS)
-    return native and "BF16" in openvino_capabilities()
+    return native_bf16() and "BF16" in openvino_capabilities()
 
 
 def has_int8_dot() -> bool:

@@ -49,6 +49,7 @@ from faceforge.train.checkpointing import (
 from faceforge.train.components import check_components
 from faceforge.train.meter import Meter
 from faceforge.train.optim import build_optimizer, param_groups
+from faceforge.train.precision import choose_precision
 from faceforge.train.preemption import StopSignals
 from faceforge.train.progress import TrainProgress
 from faceforge.train.schedule import lr_factor
@@ -121,7 +122,10 @@ class Trainer:
         cuda = self.device.type == "cuda"
         if cuda and not cfg.train.deterministic:
             torch.backends.cudnn.benchmark = True  # static shapes: autotuned convolutions pay off
-        self.channels_last = cuda if cfg.train.channels_last is None else cfg.train.channels_last
+        # train.precision auto: bf16 (+ channels_last) on a CPU where measured faster (train/precision.py)
+        self.precision, self.channels_last, self.precision_reason = choose_precision(
+            cfg.train.precision, cfg.train.channels_last, self.device, self.backbone,
+            tuple(self.meta["input_size"]), cfg.data.batch_size, cfg.model.backbone)
         if self.channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         if cfg.optim.grad_clip_scope not in ("all", "backbone"):
@@ -129,11 +133,6 @@ class Trainer:
             raise UserError(f"optim.grad_clip_scope: '{scope}' is not one of all, backbone")
         self.groups = param_groups(self.backbone, self.mode, cfg)
         self.optimizer = build_optimizer(self.groups, cfg, self.device)
-        self.precision = cfg.train.precision
-        if self.precision == "auto":
-            self.precision = "bf16" if cuda else "fp32"
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise UserError(f"train.precision: '{self.precision}' is not one of auto, fp32, bf16, fp16")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         if cfg.train.cuda_graphs and not cuda:
             raise UserError(f"train.cuda_graphs: needs a CUDA device (device is {self.device})")
