@@ -1,8 +1,7 @@
 """The shipped threshold of ``dlib:resnet``: calibrated on one half of celeba299's identities,
 checked on the other half (identities never seen by the calibration).
 
-    .venv/bin/python bench/calibrate_dlib.py                      # ../shared/data/celeba299, seed 0
-    .venv/bin/python bench/calibrate_dlib.py --cache /tmp/celeba_dlib.npz --json cal.json
+    .venv/bin/python bench/calibrate_dlib.py --per-id 8 --cache /tmp/celeba_dlib.npz --json cal.json
 
 Every photo is embedded once the way ``eval verify --model dlib:resnet`` does it (dlib's HOG
 detector, faceforge's RetinaFace box where HOG finds none, dlib's 150x150 chip, flip none,
@@ -26,13 +25,14 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FARS = (1e-2, 1e-3, 1e-4, 1e-5)
 
 
-def identity_files(root: Path) -> tuple[list[Path], np.ndarray, list[str]]:
+def identity_files(root: Path, per_id: int | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
+    """Photos of every identity with at least 2 (the first ``per_id`` by name when given)."""
     from faceforge.io.folders import IMAGE_SUFFIXES
 
     dirs = sorted(d for d in root.iterdir() if d.is_dir())
     paths, labels, names = [], [], []
     for d in dirs:
-        files = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)[:per_id]
         if len(files) >= 2:
             labels += [len(names)] * len(files)
             paths += files
@@ -40,25 +40,34 @@ def identity_files(root: Path) -> tuple[list[Path], np.ndarray, list[str]]:
     return paths, np.array(labels), names
 
 
-def embed(paths: list[Path], cache: Path | None) -> tuple[np.ndarray, np.ndarray, dict]:
+def embed(paths: list[Path], cache: Path | None, chunk: int = 256) -> tuple[np.ndarray, np.ndarray, dict]:
+    """L2-normalised dlib descriptors of every photo, ``chunk`` at a time; with ``cache`` each chunk
+    is saved, so an interrupted run resumes where it stopped."""
     from faceforge.embed.base import l2_normalize
     from faceforge.embed.extract import embed_images
     from faceforge.embed.loading import load_embedder
 
+    names = [str(p) for p in paths]
+    feats, valid, routes, done = np.zeros((len(paths), 128), np.float32), np.zeros(len(paths), bool), {}, 0
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
-            if list(z["files"]) == [str(p) for p in paths]:
-                return z["features"], z["valid"], json.loads(str(z["routes"]))
+            if list(z["files"]) == names:
+                feats, valid, done = z["features"], z["valid"], int(z["done"])
+                routes = json.loads(str(z["routes"]))
+    embedder = load_embedder("dlib:resnet") if done < len(paths) else None
     t = time.perf_counter()
-    out = embed_images(load_embedder("dlib:resnet"), [str(p) for p in paths], batch_size=32, flip="none")
-    secs = time.perf_counter() - t
-    print(f"embedded {len(paths)} photos in {secs:.0f} s ({1000 * secs / len(paths):.0f} ms/photo); "
-          f"routes {out.self_alignment}; unreadable {out.num_corrupt}")
-    feats = l2_normalize(out.features)
-    if cache is not None:
-        np.savez(cache, features=feats, valid=out.valid, routes=np.array(json.dumps(out.self_alignment)),
-                 files=np.array([str(p) for p in paths]))
-    return feats, out.valid, out.self_alignment
+    for start in range(done, len(paths), chunk):
+        out = embed_images(embedder, names[start:start + chunk], batch_size=32, flip="none")
+        feats[start:start + chunk], valid[start:start + chunk] = l2_normalize(out.features), out.valid
+        for k, v in out.self_alignment.items():
+            routes[k] = routes.get(k, 0) + v
+        done = min(len(paths), start + chunk)
+        if cache is not None:
+            np.savez(cache, features=feats, valid=valid, routes=np.array(json.dumps(routes)),
+                     files=np.array(names), done=np.array(done))
+        secs = time.perf_counter() - t
+        print(f"embedded {done}/{len(paths)} photos ({secs:.0f} s this run); routes {routes}", flush=True)
+    return feats, valid, routes
 
 
 def all_pairs(feats: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,8 +87,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, help="embeddings .npz (written, then reused)")
     ap.add_argument("--json", type=Path, help="write the result here")
+    ap.add_argument("--per-id", type=int, help="at most this many photos per identity (first by name)")
     args = ap.parse_args()
-    paths, labels, names = identity_files(args.root)
+    paths, labels, names = identity_files(args.root, args.per_id)
     feats, valid, routes = embed(paths, args.cache)
     perm = np.random.default_rng(args.seed).permutation(len(names))
     halves = {"calibration": np.sort(perm[: len(names) // 2]), "held_out": np.sort(perm[len(names) // 2:])}
@@ -107,7 +117,8 @@ def main() -> None:
                   f"{row['held_out']['far']:.2g} |")
         else:
             print(f"| {row['far']:g} | n/m | {row['reason']} | | |")
-    result = {"root": str(args.root), "seed": args.seed, "routes": routes, "photos": len(paths),
+    result = {"root": str(args.root), "seed": args.seed, "per_id": args.per_id, "routes": routes,
+              "photos": len(paths),
               "calibration_identities": [names[i] for i in halves["calibration"]],
               "held_out": {"identities": t_ids, "photos": t_img, "same": int(test_same.sum()),
                            "different": int((~test_same).sum())}, **cal}

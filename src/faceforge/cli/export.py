@@ -46,8 +46,9 @@ def add_commands(sub) -> None:
     src.add_argument("--pairs", metavar="SOURCE", help="pairs, e.g. pairs:DIR/pairs.txt or facex:LIST")
     src.add_argument("--folder", metavar="DIR",
                      help="identity folder (DIR/<identity>/<images>): draw identity-disjoint pairs, seeded")
-    p.add_argument("--folder-pairs", type=bounded(int, 2), default=3000, metavar="N",
-                   help="with --folder: pairs to draw (default 3000; half same, half different)")
+    p.add_argument("--per-fold", type=bounded(int, 1), default=1000, metavar="N",
+                   help="with --folder: same and different pairs drawn per fold, 10 identity-disjoint "
+                   "folds (default 1000: 10,000 impostor pairs measure FAR >= 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="with --folder: the draw's seed (default 0)")
     p.add_argument("--far", type=far_list, default=[1e-3], metavar="FAR[,FAR...]",
                    help="target false-accept rates, e.g. 1e-3 or 1e-2,1e-3,1e-4; the first is kept "
@@ -129,7 +130,7 @@ def calibrate(args) -> int:
 
     res = calibrate_model(args.model, args.pairs, args.folder, args.far, args.flip,
                           resolve_device(args.device), card=args.card, card_out=args.card_out,
-                          folder_count=args.folder_pairs, seed=args.seed)
+                          per_fold=args.per_fold, seed=args.seed)
     if args.json:
         print(json.dumps(res))
         return 0

@@ -106,9 +106,9 @@ class FaceAnalyzer:
         if self.threshold is None and self.card.threshold is not None:
             self.threshold, self.threshold_far = float(self.card.threshold), self.card.far
             self.threshold_source = f"model card ({getattr(self.embedder, 'card_origin', '') or 'card'})"
-        if self.threshold is None and self.calibration:
-            self.threshold = float(self.calibration["threshold"])
-            self.threshold_far = self.calibration.get("far")
+        cal = self.calibration  # a checkpoint's card carries its calibration: say where it came from
+        if cal and threshold is None and self.threshold in (None, float(cal["threshold"])):
+            self.threshold, self.threshold_far = float(cal["threshold"]), cal.get("far")
             self.threshold_source = "checkpoint calibration ('faceforge calibrate')"
         if self.threshold is None:
             self.threshold_source = None

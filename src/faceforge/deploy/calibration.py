@@ -40,9 +40,11 @@ def _fars(far) -> list[float]:
 
 
 def calibrate(embedder, pairs, far: float | Sequence[float] = 1e-3, flip: str | None = None,
-              batch_size: int = 64, workers: int = 0) -> dict[str, Any]:
+              batch_size: int = 64, workers: int = 0, raise_far: bool = False) -> dict[str, Any]:
     """Embed a pair source (or a PairSet) and pick the cosine threshold at each FAR; the first FAR's
-    is ``threshold`` (refused when its impostor pairs cannot measure it). ``flip`` None: the card's."""
+    is ``threshold``, refused when its impostor pairs cannot measure it, or with ``raise_far`` (a
+    pipeline such as ``fit``) kept at the smallest FAR they measure, recorded as ``far`` beside
+    ``far_requested`` and said in ``far_note``. ``flip`` None: the card's."""
     from faceforge.embed.base import l2_normalize
     from faceforge.embed.extract import embed_images
     from faceforge.eval.pairs import PairSet, open_pairs
@@ -62,12 +64,21 @@ def calibrate(embedder, pairs, far: float | Sequence[float] = 1e-3, flip: str | 
     scores = np.einsum("ij,ij->i", feats[a], feats[b]).astype(np.float64)
     table = thresholds_at_fars(scores, pairset.issame[keep], fars)
     primary = next(r for r in table["at_far"] if r["far"] == fars[0])
+    requested, note = fars[0], ""
+    if not primary["measurable"] and raise_far:
+        fars = [float(f"{table['smallest_far'] * 1.005:.2g}"), *fars]  # 2 digits, rounded up
+        note = (f"FAR {requested:g} is {not_measurable_text(requested, table['different'])}; calibrated at "
+                f"FAR {fars[0]:g} instead")
+        table = thresholds_at_fars(scores, pairset.issame[keep], fars)
+        primary = next(r for r in table["at_far"] if r["far"] == fars[0])
     if not primary["measurable"]:
         raise UserError(f"--far {fars[0]:g}: refused, {not_measurable_text(fars[0], table['different'])}; "
                         f"use more pairs or a FAR >= {table['smallest_far']:.2g}")
     return {
         "threshold": float(primary["threshold"]),
         "far": fars[0],
+        "far_requested": requested,
+        "far_note": note,
         "measured_far": primary["measured_far"],
         "tar": float(primary["tar"]),
         **table,
@@ -79,28 +90,54 @@ def calibrate(embedder, pairs, far: float | Sequence[float] = 1e-3, flip: str | 
     }
 
 
-def folder_pairs(folder: str | Path, pairs: int = 3000, seed: int = 0):
-    """Identity-disjoint verification pairs drawn (seeded) from ``folder/<identity>/<images>``."""
-    from faceforge.data.tools.pairs import draw_pairs
+def folder_pairs(folder: str | Path, per_fold: int = 1000, seed: int = 0):
+    """Identity-disjoint verification pairs drawn (seeded) from ``folder/<identity>/<images>``
+    (:func:`faceforge.data.tools.pairs.verification_pairs`: 10 folds of ``per_fold`` same and as
+    many different pairs) as a PairSet; 1000 per fold give 10,000 impostor pairs, enough for FAR 1e-3."""
+    from faceforge.data.tools.pairs import verification_pairs
+    from faceforge.eval.pairs import PairSet
 
-    return draw_pairs(folder, pairs, seed=seed)
+    drawn = verification_pairs(folder, 10, per_fold, seed)
+    index: dict[Path, int] = {}
+    for a, b, _, _ in drawn:
+        index.setdefault(Path(a), len(index))
+        index.setdefault(Path(b), len(index))
+    pairs = np.array([[index[Path(a)], index[Path(b)]] for a, b, _, _ in drawn], dtype=np.int64)
+    return PairSet(list(index), pairs, np.array([d[2] for d in drawn], bool),
+                   np.array([d[3] for d in drawn], np.int64), f"{folder} (seed {seed}, {per_fold} per fold)")
 
 
 def calibrate_model(model: str, pairs: str | None = None, folder: str | None = None,
                     far: float | Sequence[float] = 1e-3, flip: str | None = None, device: str = "cpu",
                     batch_size: int = 64, card: str | None = None, card_out: str | None = None,
-                    folder_count: int = 3000, seed: int = 0) -> dict[str, Any]:
+                    per_fold: int = 1000, seed: int = 0) -> dict[str, Any]:
     """``faceforge calibrate``: calibrate any model faceforge loads and keep the threshold with it
     (module docstring); returns the record with ``stored_in``."""
     from faceforge.embed.loading import load_embedder
 
     if (pairs is None) == (folder is None):
         raise UserError("calibrate: give --pairs SOURCE or --folder DIR (one of them)")
+    if card is None and card_out is None and not Path(str(model)).is_file():
+        raise UserError(f"calibrate: {model} has no model file to keep a threshold beside: give "
+                        "--card-out CARD.yaml (then pass --card CARD.yaml to use it)")
     embedder = load_embedder(model, device, card)
-    source = pairs if pairs is not None else folder_pairs(folder, folder_count, seed)
+    source = pairs if pairs is not None else folder_pairs(folder, per_fold, seed)
     result = calibrate(embedder, source, far, flip, batch_size)
     result["model"] = str(model)
     result["stored_in"] = store_calibration(model, embedder, result, card, card_out)
+    return result
+
+
+def calibrate_checkpoint(ckpt: str | Path, pairs: str, far: float = 1e-3, flip: str | None = None,
+                         device: str = "cpu") -> dict[str, Any]:
+    """A checkpoint's threshold inside a pipeline (``faceforge fit``): :func:`calibrate` with
+    ``raise_far`` (an unmeasurable FAR becomes the smallest measurable one, said in ``far_note``),
+    stored in the checkpoint."""
+    from faceforge.embed.loading import load_embedder
+
+    result = calibrate(load_embedder(str(ckpt), device), pairs, far, flip, raise_far=True)
+    result["model"] = str(ckpt)
+    result["stored_in"] = store_calibration(str(ckpt), None, result)
     return result
 
 
@@ -134,9 +171,6 @@ def store_calibration(model: str, embedder, result: dict[str, Any], card: str | 
         return str(model)
     spec = not Path(str(model)).is_file()
     target = card_out or card or (None if spec else card_beside(model))
-    if target is None and spec:
-        raise UserError(f"calibrate: {model} has no model file to keep a threshold beside: give "
-                        "--card-out CARD.yaml (then pass --card CARD.yaml to use it)")
     if target is None:
         target = Path(model).with_suffix(".yaml")
         fields = {k: v for k, v in embedder.card.to_dict().items() if k != "notes"} if not spec else {}

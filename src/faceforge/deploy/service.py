@@ -133,8 +133,9 @@ class FaceService:
         self.config = config
         self.analyzer = analyzer or load_analyzer(config.model, config.detector, config.device,
                                                   config.threshold)
-        if config.threshold is not None:
-            self.analyzer.threshold = float(config.threshold)
+        if config.threshold is not None and self.analyzer.threshold != float(config.threshold):
+            self.analyzer.threshold, self.analyzer.threshold_far = float(config.threshold), None
+            self.analyzer.threshold_source = "given (--threshold)"
         self.model_id = analyzer_model_id(self.analyzer)
         # follow: replay other replicas' writes as they commit (a gallery shared through PostgreSQL)
         self.gallery = Gallery(config.gallery, follow=True)

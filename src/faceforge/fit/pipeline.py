@@ -214,11 +214,17 @@ def fit(opts: FitOptions, dry_run: bool = False, say=print, quiet: bool = False,
     result = {n: run.summary(n) for n, _ in stages.STAGES}
     ev = result["eval"]
     say(f"test identities: accuracy {ev['accuracy']:.4f} ± {ev['accuracy_std']:.4f} ({ev['folds']}-fold), "
-        f"TAR@FAR=1e-3 {ev['tar_at_far'].get('0.001', float('nan')):.4f}, rank-1 {100 * ev['rank1']:.1f}%; "
-        f"threshold {ev['at_threshold']['threshold']:.4f} (FAR {opts.far:g} on val) gives FAR "
+        f"TAR@FAR=1e-3 {_tar(ev['tar_at_far'].get('0.001'))}, rank-1 {100 * ev['rank1']:.1f}%; "
+        f"threshold {ev['at_threshold']['threshold']:.4f} (FAR {result['calibrate']['far']:g} on val) "
+        "gives FAR "
         f"{ev['at_threshold']['far']:.4f} / TAR {ev['at_threshold']['tar']:.4f} on test")
     say(f"report: {result['report']['report']}")
     say("use the model:")
     for line in next_commands(run):
         say(f"  {line}")
     return result
+
+
+def _tar(value) -> str:
+    """A TAR, or n/m where the test pairs cannot measure the FAR (faceforge.eval.thresholds)."""
+    return "n/m" if value is None else f"{value:.4f}"

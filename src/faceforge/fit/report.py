@@ -170,8 +170,9 @@ def write_report(run) -> Path:
             f"{ev['pairs']} pairs ({ev['folds']} identity-disjoint folds), EER {ev['eer']:.4f}.", "",
             markdown_table({"TAR": {f"FAR={k}": _fmt(v) for k, v in ev["tar_at_far"].items()}},
                            [f"FAR={k}" for k in ev["tar_at_far"]], corner=""), "",
-            f"Threshold **{cal['threshold']:.4f}** (cosine) calibrated at FAR {run.opts.far:g} on the "
-            f"{cal['pairs']} validation pairs (FAR resolution there {cal['far_resolution']:.2g}); on the "
+            f"Threshold **{cal['threshold']:.4f}** (cosine) calibrated at FAR {cal['far']:g} on the "
+            f"{cal['pairs']} validation pairs (smallest FAR they measure: {cal['smallest_far']:.2g}"
+            f"{'; ' + cal['far_note'] if cal.get('far_note') else ''}); on the "
             f"test pairs it gives FAR {ev['at_threshold']['far']:.4f} and TAR "
             f"{ev['at_threshold']['tar']:.4f} "
             f"({n_fa} false accepts, {n_fr} false rejects).", "",
