@@ -61,10 +61,10 @@ def test_same_logic_as_the_folder(url):
         info = g.info()
         assert info["images"] == 19 and info["identities"] == 10 and info["model_id"] == "model-a"
         assert dict(g.identities())["person 4"] == 2 and len(g) == 19
-        # privacy: the removed rows keep no embedding, source or content hash
-        left = g.store.execute("SELECT length(embedding), source, content FROM vectors "
-                               "WHERE identity = 'person 3'").fetchall()
-        assert left == [(0, "", ""), (0, "", "")]
+        # privacy: the removed rows (tombstones) keep no embedding, source, content hash or identity
+        left = g.store.execute("SELECT identity, length(embedding), source, content FROM vectors "
+                               "WHERE removed_gen IS NOT NULL").fetchall()
+        assert left == [("", 0, "", ""), ("", 0, "", "")]
     with pytest.raises(UserError, match="already exists"):
         Gallery.create(url, "model-a", DIM)
     with Gallery(url) as g:  # a new replica builds its index from the database

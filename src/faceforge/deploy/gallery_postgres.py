@@ -15,8 +15,9 @@ Several galleries can share one database, one per schema: pick it with the stand
 The connection is re-opened after any connection error; while the server cannot be reached every
 call raises :class:`~faceforge.deploy.gallery_store.GalleryUnavailable` (the service's 503).
 
-Privacy: a removal erases the rows' embeddings, sources and content hashes in the same
-transaction and then runs ``VACUUM`` on the table, so the old row versions are freed. PostgreSQL
+Privacy: a removal erases the rows' embeddings, sources, content hashes and identity in the same
+transaction and then runs ``VACUUM`` on the table, so the old row versions are freed. The
+tombstones (vector id and generations only) stay, so a replica at any generation can replay. PostgreSQL
 does not zero freed space (no ``secure_delete``) and its WAL keeps the old rows until the segment
 is recycled: on a shared database, treat WAL archives and backups as holding removed faces.
 """
