@@ -32,6 +32,8 @@ from faceforge.deploy.gallery_store import GalleryUnavailable, Store, _arrays, r
 from faceforge.errors import UserError
 
 CONNECT_TIMEOUT = 3  # s; a down server is a quick 503, not a hung request
+# a server that vanishes without closing the connection (host down, partition) is noticed in ~11 s
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -87,7 +89,8 @@ class PostgresStore(Store):
 
     def _connect(self):
         try:
-            return self.psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+            return self.psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                                        **KEEPALIVES)
         except self.psycopg.OperationalError as e:
             raise GalleryUnavailable(f"{self.location}: database unavailable ({_first_line(e)})") from None
         except self.psycopg.ProgrammingError as e:  # a malformed URL
