@@ -78,6 +78,10 @@ def test_not_a_gallery_and_unreachable_are_one_line(postgres):
     with pytest.raises(GalleryUnavailable) as e:
         Gallery(secret)
     assert "hunter2" not in str(e.value) and "***" in str(e.value) and "\n" not in str(e.value)
+    for bad in ("postgresql://u:hunter2@[::1/x", f"postgresql://127.0.0.1:{postgres.port}/x?password=hunter2&no=1"):
+        with pytest.raises(UserError) as e:  # libpq quotes a malformed URL: never with its password
+            Gallery(bad)
+        assert "hunter2" not in str(e.value) and "\n" not in str(e.value)
 
 
 def test_replicas_see_each_other(url):

@@ -92,9 +92,9 @@ class PostgresStore(Store):
             return self.psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
                                         **KEEPALIVES)
         except self.psycopg.OperationalError as e:
-            raise GalleryUnavailable(f"{self.location}: database unavailable ({_first_line(e)})") from None
+            raise GalleryUnavailable(f"{self.location}: database unavailable ({self._why(e)})") from None
         except self.psycopg.ProgrammingError as e:  # a malformed URL
-            raise UserError(f"{self.location}: {_first_line(e)}") from None
+            raise UserError(f"{self.location}: {self._why(e)}") from None
 
     def _conn(self):
         if self._db is None or self._db.closed:
@@ -206,8 +206,13 @@ class PostgresStore(Store):
         if isinstance(e, UserError):
             return e
         if isinstance(e, self.psycopg.OperationalError):
-            return GalleryUnavailable(f"{self.location}: database unavailable ({_first_line(e)})")
-        return UserError(f"{self.location}: {type(e).__name__}: {_first_line(e)}")
+            return GalleryUnavailable(f"{self.location}: database unavailable ({self._why(e)})")
+        return UserError(f"{self.location}: {type(e).__name__}: {self._why(e)}")
+
+    def _why(self, e: BaseException) -> str:
+        """The first line of a driver error, without the URL's password (libpq quotes the URL)."""
+        text = str(e).strip().replace(self.url, self.location)
+        return redact(text.splitlines()[0]) if text else type(e).__name__
 
     def close(self) -> None:
         self._drop()
@@ -215,8 +220,3 @@ class PostgresStore(Store):
             with contextlib.suppress(Exception):
                 self._listener.close()
             self._listener = None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
