@@ -39,9 +39,10 @@ Models never mix: the gallery records the id of the model that made its embeddin
 Idempotent enrolment: a row may carry the SHA-256 of its encoded image (``content``); an image
 the identity already holds is not added again, so re-running an interrupted enrolment adds nothing.
 
-Privacy: files are owner-only (0700/0600). A removal erases the rows' embeddings and sources at
-once (the tombstone keeps the id; ``secure_delete`` zeroes freed bytes, the WAL is truncated) and
-rewrites the checkpoint. A damaged database is a one-line UserError; a rebuilt index is kept.
+Privacy: files are owner-only (0700/0600). A removal erases the rows' embeddings, sources, content
+hashes and identity at once (the tombstone keeps only the vector id and generations;
+``secure_delete`` zeroes freed bytes, the WAL is truncated) and rewrites the checkpoint. A damaged
+database is a one-line UserError; a rebuilt index is kept.
 """
 
 from __future__ import annotations
@@ -474,7 +475,7 @@ class Gallery:
 
         def mark(gen: int) -> int:
             cur = self.store.execute(
-                "UPDATE vectors SET removed_gen=?, embedding=?, source='', content='' "
+                "UPDATE vectors SET removed_gen=?, embedding=?, source='', content='', identity='' "
                 "WHERE identity=? AND removed_gen IS NULL", (gen, b"", identity))
             return cur.rowcount
 

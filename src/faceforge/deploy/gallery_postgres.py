@@ -15,8 +15,9 @@ Several galleries can share one database, one per schema: pick it with the stand
 The connection is re-opened after any connection error; while the server cannot be reached every
 call raises :class:`~faceforge.deploy.gallery_store.GalleryUnavailable` (the service's 503).
 
-Privacy: a removal erases the rows' embeddings, sources and content hashes in the same
-transaction and then runs ``VACUUM`` on the table, so the old row versions are freed. PostgreSQL
+Privacy: a removal erases the rows' embeddings, sources, content hashes and identity in the same
+transaction and then runs ``VACUUM`` on the table, so the old row versions are freed. The
+tombstones (vector id and generations only) stay, so a replica at any generation can replay. PostgreSQL
 does not zero freed space (no ``secure_delete``) and its WAL keeps the old rows until the segment
 is recycled: on a shared database, treat WAL archives and backups as holding removed faces.
 """
@@ -31,6 +32,8 @@ from faceforge.deploy.gallery_store import GalleryUnavailable, Store, _arrays, r
 from faceforge.errors import UserError
 
 CONNECT_TIMEOUT = 3  # s; a down server is a quick 503, not a hung request
+# a server that vanishes without closing the connection (host down, partition) is noticed in ~11 s
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,11 +89,12 @@ class PostgresStore(Store):
 
     def _connect(self):
         try:
-            return self.psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+            return self.psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                                        **KEEPALIVES)
         except self.psycopg.OperationalError as e:
-            raise GalleryUnavailable(f"{self.location}: database unavailable ({_first_line(e)})") from None
+            raise GalleryUnavailable(f"{self.location}: database unavailable ({self._why(e)})") from None
         except self.psycopg.ProgrammingError as e:  # a malformed URL
-            raise UserError(f"{self.location}: {_first_line(e)}") from None
+            raise UserError(f"{self.location}: {self._why(e)}") from None
 
     def _conn(self):
         if self._db is None or self._db.closed:
@@ -202,8 +206,13 @@ class PostgresStore(Store):
         if isinstance(e, UserError):
             return e
         if isinstance(e, self.psycopg.OperationalError):
-            return GalleryUnavailable(f"{self.location}: database unavailable ({_first_line(e)})")
-        return UserError(f"{self.location}: {type(e).__name__}: {_first_line(e)}")
+            return GalleryUnavailable(f"{self.location}: database unavailable ({self._why(e)})")
+        return UserError(f"{self.location}: {type(e).__name__}: {self._why(e)}")
+
+    def _why(self, e: BaseException) -> str:
+        """The first line of a driver error, without the URL's password (libpq quotes the URL)."""
+        text = str(e).strip().replace(self.url, self.location)
+        return redact(text.splitlines()[0]) if text else type(e).__name__
 
     def close(self) -> None:
         self._drop()
@@ -211,8 +220,3 @@ class PostgresStore(Store):
             with contextlib.suppress(Exception):
                 self._listener.close()
             self._listener = None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

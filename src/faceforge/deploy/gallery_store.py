@@ -23,7 +23,6 @@ import re
 import sqlite3
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -63,12 +62,10 @@ def is_database_url(location) -> bool:
 
 
 def redact(url: str) -> str:
-    """``url`` without its password (what messages and ``info()`` may show)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    """``url`` without its password, in the user part or the query (what messages and ``info()``
+    may show); works on malformed URLs too."""
+    url = re.sub(r"^(postgres(?:ql)?://[^:/@?]*):[^@/?]*@", r"\1:***@", url, flags=re.IGNORECASE)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 class Store:
