@@ -51,3 +51,11 @@ def test_models_command_lists_registry(capsys):
     row = json.loads(capsys.readouterr().out.splitlines()[0])
     assert row["macs"] == 227_574_016 and row["published_macs"] == 227.57e6
     assert main(["models", "no_such_net"]) == 2
+
+
+def test_registry_table_reports_progress():
+    from faceforge.models.complexity import registry_table
+
+    seen = []
+    rows = registry_table(["mobilefacenet_tiny", "iresnet_tiny"], progress=lambda d, t: seen.append((d, t)))
+    assert [r.name for r in rows] == ["mobilefacenet_tiny", "iresnet_tiny"] and seen == [(1, 2), (2, 2)]

@@ -50,7 +50,8 @@ def _signalled(argv: list[str], at: int, signum: int) -> subprocess.CompletedPro
                           text=True, timeout=300)
 
 
-@pytest.mark.parametrize("seed, signum", [(25, signal.SIGTERM), (7, signal.SIGINT)])
+@pytest.mark.parametrize("seed, signum", [
+    (25, signal.SIGTERM), pytest.param(7, signal.SIGINT, marks=pytest.mark.slow)])  # twin: below
 def test_signal_at_a_random_step_then_resume_matches_uninterrupted(tmp_path, tiny_folder, seed, signum):
     at = random.Random(seed).randint(2, 17)  # 18 steps in all; the epoch ends are 6 and 12
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
@@ -77,6 +78,20 @@ def test_signal_at_a_random_step_then_resume_matches_uninterrupted(tmp_path, tin
     a = torch.load(ref_dir / "last.ckpt", weights_only=True)["backbone"]["state_dict"]
     b = torch.load(cut_dir / "last.ckpt", weights_only=True)["backbone"]["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_first_signal_is_a_request_second_ctrl_c_interrupts():
+    from faceforge.train.preemption import StopSignals
+
+    before = signal.getsignal(signal.SIGINT)
+    with StopSignals(torch.device("cpu")) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.received == signal.SIGTERM and stop.name == "SIGTERM"
+        os.kill(os.getpid(), signal.SIGINT)  # recorded too: the step still finishes
+        assert stop.received == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C does not wait
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")

@@ -28,14 +28,14 @@ def add_commands(sub) -> None:
 def rows_of(cfg) -> list[dict]:
     """The config's own keys, then each component's options, each in its section."""
     from faceforge.config import describe
-    from faceforge.train.components import _sections, component_options
+    from faceforge.train.components import component_options, component_sections
 
     rows = describe(cfg)
-    for section, registry, _name, _ in _sections(cfg):
+    for section, registry, _name, _ in component_sections(cfg):
         if registry.kind != "backbone":  # too many backbones for one line: faceforge models
             row = next(r for r in rows if r["key"] in (f"{section}.name", f"{section}.mode"))
             row["help"] += "; one of: " + ", ".join(registry.names())
-    for section, registry, name, options in _sections(cfg):
+    for section, registry, name, options in component_sections(cfg):
         extra = component_options(registry, name, section)
         for r in extra:
             key = r["key"].partition(".")[2]

@@ -22,7 +22,8 @@ from faceforge.registry import BACKBONES, MARGINS, MODES, Registry
 _RESERVED = {"model": {"embedding_size"}, "head": set(), "train": {"backbone", "num_classes", "cfg"}}
 
 
-def _sections(cfg: ExperimentConfig) -> list[tuple[str, Registry, str, dict]]:
+def component_sections(cfg: ExperimentConfig) -> list[tuple[str, Registry, str, dict]]:
+    """``(section, registry, chosen name, its options)`` of the model, head and training mode."""
     return [("model", BACKBONES, cfg.model.backbone, cfg.model.options),
             ("head", MARGINS, cfg.head.name, cfg.head.options),
             ("train", MODES, cfg.train.mode, cfg.train.options)]
@@ -47,7 +48,7 @@ def component_options(registry: Registry, name: str, section: str) -> list[dict[
 def all_keys(cfg: ExperimentConfig) -> list[str]:
     """Every key this config can take: the declared ones and its components' options."""
     keys = config_keys(type(cfg))
-    for section, registry, name, _ in _sections(cfg):
+    for section, registry, name, _ in component_sections(cfg):
         if name in registry:
             keys += [r["key"] for r in component_options(registry, name, section)]
     return keys
@@ -78,7 +79,7 @@ def backbone_suggestions(name: str, n: int = 4) -> str:
 def check_components(cfg: ExperimentConfig) -> None:
     """An unknown component name or option is a one-line :class:`UserError` naming the closest real
     names/keys, before anything is built."""
-    for section, registry, name, options in _sections(cfg):
+    for section, registry, name, options in component_sections(cfg):
         field = {"model": "backbone", "head": "name", "train": "mode"}[section]
         if name not in registry:
             if registry is BACKBONES:

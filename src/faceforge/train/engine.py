@@ -373,7 +373,11 @@ class Trainer:
 
     def fit(self) -> dict:
         with StopSignals(self.device) as self.signals:
-            return self._fit()
+            try:
+                return self._fit()
+            finally:  # an error then starts on a line of its own, not after the bar
+                if getattr(self, "bar", None) is not None:
+                    self.bar.close()
 
     def _fit(self) -> dict:
         cfg, st = self.cfg, self.state
