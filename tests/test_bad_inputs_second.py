@@ -416,3 +416,24 @@ def test_landmarks_clean_dropping_everything_fails(tmp_path):
     line = assert_one_line_error(["landmarks", "clean", str(tmp_path / "l.csv"),
                                   "--out", str(tmp_path / "c.csv")])
     assert "all 1 rows were dropped (1 not_finite)" in line and not (tmp_path / "c.csv").exists()
+
+
+def test_training_on_damaged_records(tmp_path):
+    """Some damaged records: trained around and counted; every record damaged: an error, not 0 steps."""
+    import json
+
+    from faceforge.cli.main import main
+    from tiny_data import write_random_packed
+
+    good = write_random_packed(tmp_path / "p.ffpk", 16, 4)
+    size = 112 * 112 * 3
+    some = _flip(good, tmp_path / "some.ffpk", [4096 + k * size + 11 for k in (1, 6, 12)])
+    every = _flip(good, tmp_path / "every.ffpk", [4096 + k * size + 11 for k in range(16)])
+    argv = ["train", "--set", "model.backbone=mobilefacenet_tiny", "--set", "model.embedding_size=16",
+            "--set", "data.batch_size=8", "--set", "train.epochs=1", "--set", "train.log_every=1", "--quiet"]
+    assert main(argv + ["--set", f"data.train=packed:{some}", "--set", f"output={tmp_path}/a"]) == 0
+    logged = [json.loads(line) for line in (tmp_path / "a/metrics.jsonl").read_text().splitlines()]
+    assert logged[-1]["skipped_images"] == 3
+    line = assert_one_line_error(argv + ["--set", f"data.train=packed:{every}",
+                                         "--set", f"output={tmp_path}/b"])
+    assert "no step ran: all 16 images read" in line
