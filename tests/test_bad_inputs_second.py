@@ -437,3 +437,10 @@ def test_training_on_damaged_records(tmp_path):
     line = assert_one_line_error(argv + ["--set", f"data.train=packed:{every}",
                                          "--set", f"output={tmp_path}/b"])
     assert "no step ran: all 16 images read" in line
+
+
+def test_balance_keeping_nothing_fails(tmp_path):
+    write_identity_crops(tmp_path / "src", seed=3, prefix="p", identities=2, per=3)
+    line = assert_one_line_error(["data", "balance", str(tmp_path / "src"), str(tmp_path / "dst"),
+                                  "--drop-at-most", "5"])
+    assert "balance: no image kept" in line
