@@ -179,6 +179,11 @@ def test_checkpoint_without_its_hash(ws, tmp_path, capsys):
     assert read_checkpoint(tmp_path / "old.ckpt")["version"] == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("faceforge: warning: ") and "without a content hash" in err[0]
+    from test_bad_inputs import run  # the old file's weights (1e6) give NaN scores: an error, not "different"
+
+    code, err = run(["verify", str(ws["a"]), str(ws["b"]), "--aligned", "--threshold", "0.3",
+                     "--model", str(tmp_path / "old.ckpt")])
+    assert code == 2 and "non-finite embeddings" in err.strip().splitlines()[-1], err
     obj["version"] = 7
     torch.save(obj, tmp_path / "future.ckpt")
     with pytest.raises(UserError, match="format version 7"):
