@@ -179,6 +179,11 @@ def test_checkpoint_without_its_hash(ws, tmp_path, capsys):
     assert read_checkpoint(tmp_path / "old.ckpt")["version"] == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("faceforge: warning: ") and "without a content hash" in err[0]
+    from test_bad_inputs import run  # the old file's weights (1e6) give NaN scores: an error, not "different"
+
+    code, err = run(["verify", str(ws["a"]), str(ws["b"]), "--aligned", "--threshold", "0.3",
+                     "--model", str(tmp_path / "old.ckpt")])
+    assert code == 2 and "non-finite embeddings" in err.strip().splitlines()[-1], err
     obj["version"] = 7
     torch.save(obj, tmp_path / "future.ckpt")
     with pytest.raises(UserError, match="format version 7"):
@@ -416,3 +421,31 @@ def test_landmarks_clean_dropping_everything_fails(tmp_path):
     line = assert_one_line_error(["landmarks", "clean", str(tmp_path / "l.csv"),
                                   "--out", str(tmp_path / "c.csv")])
     assert "all 1 rows were dropped (1 not_finite)" in line and not (tmp_path / "c.csv").exists()
+
+
+def test_training_on_damaged_records(tmp_path):
+    """Some damaged records: trained around and counted; every record damaged: an error, not 0 steps."""
+    import json
+
+    from faceforge.cli.main import main
+    from tiny_data import write_random_packed
+
+    good = write_random_packed(tmp_path / "p.ffpk", 16, 4)
+    size = 112 * 112 * 3
+    some = _flip(good, tmp_path / "some.ffpk", [4096 + k * size + 11 for k in (1, 6, 12)])
+    every = _flip(good, tmp_path / "every.ffpk", [4096 + k * size + 11 for k in range(16)])
+    argv = ["train", "--set", "model.backbone=mobilefacenet_tiny", "--set", "model.embedding_size=16",
+            "--set", "data.batch_size=8", "--set", "train.epochs=1", "--set", "train.log_every=1", "--quiet"]
+    assert main(argv + ["--set", f"data.train=packed:{some}", "--set", f"output={tmp_path}/a"]) == 0
+    logged = [json.loads(line) for line in (tmp_path / "a/metrics.jsonl").read_text().splitlines()]
+    assert logged[-1]["skipped_images"] == 3
+    line = assert_one_line_error(argv + ["--set", f"data.train=packed:{every}",
+                                         "--set", f"output={tmp_path}/b"])
+    assert "no step ran: all 16 images read" in line
+
+
+def test_balance_keeping_nothing_fails(tmp_path):
+    write_identity_crops(tmp_path / "src", seed=3, prefix="p", identities=2, per=3)
+    line = assert_one_line_error(["data", "balance", str(tmp_path / "src"), str(tmp_path / "dst"),
+                                  "--drop-at-most", "5"])
+    assert "balance: no image kept" in line

@@ -34,7 +34,11 @@ def _balance(args) -> int:
 
     policy = BalancePolicy(cap=args.cap, keep_above=args.keep_above, double_above=args.double_above,
                            drop_at_most=args.drop_at_most, seed=args.seed)
-    print(summary(balance(args.src, args.dst, policy, workers=args.workers, report=args.report)))
+    result = balance(args.src, args.dst, policy, workers=args.workers, report=args.report)
+    print(summary(result))
+    if result["after"]["images"] == 0:  # an empty training set is not a result
+        raise UserError(f"balance: no image kept (identities per action: {dict(result['actions'])}); "
+                        "lower --drop-at-most or check the source")
     return 0
 
 

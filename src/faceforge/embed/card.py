@@ -45,6 +45,9 @@ from faceforge.embed.card_schema import (  # noqa: F401 (CHANNEL_ORDERS, ... are
 )
 from faceforge.errors import UserError
 
+# templates a training mode records in a backbone's meta (not a card value): the named template
+# whose geometry they derive from, for the schema check (train/modes/upper_half.py)
+TRAINING_TEMPLATES = {"arcface_upper_half": "arcface"}
 CARD_SUFFIXES = (".yaml", ".yml", ".json")
 CARD_INFIXES = ("", ".card")  # X.yaml and X.card.yaml beside X.onnx; also X.onnx.yaml
 METADATA_PREFIX = "faceforge."
@@ -186,15 +189,6 @@ def card_from_dict(d: dict[str, Any], where: str = "card") -> ModelCard:
     return card
 
 
-def checked(card: ModelCard, where: str) -> ModelCard:
-    """``card`` (built in code from a checkpoint's record) re-read through the schema, so a
-    damaged or hand-edited record is refused like a card file."""
-    out = card_from_dict({k: v for k, v in card.to_dict().items() if k != "notes"}, where)
-    out.notes = list(dict.fromkeys(card.notes + out.notes))
-    out.declared = card.declared
-    return out
-
-
 def load_card(path: str | Path) -> ModelCard:
     from faceforge.io.text import read_text
 
@@ -297,7 +291,7 @@ def card_from_meta(meta: dict[str, Any], name: str = "model") -> ModelCard:
         "channel_order": meta.get("channel_order", "rgb"),
         "mean": meta.get("mean", 0.5),
         "std": meta.get("std", 0.5),
-        "template": meta.get("template", "arcface"),
+        "template": TRAINING_TEMPLATES.get(meta.get("template"), meta.get("template", "arcface")),
         "embedding_size": meta.get("embedding_size", 512),
         "flip": "sum",  # arcface_torch and FaceX-Zoo evaluate with the flipped image's features added
         "score": "cosine",
@@ -306,6 +300,8 @@ def card_from_meta(meta: dict[str, Any], name: str = "model") -> ModelCard:
     d = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
     card = card_from_dict(d, where)
     card.notes, card.declared = [], frozenset()
+    if meta.get("template") in TRAINING_TEMPLATES:
+        card.template = meta["template"]
     return card
 
 

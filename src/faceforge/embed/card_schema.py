@@ -5,9 +5,9 @@ record) goes through :func:`faceforge.embed.card.card_from_dict`, which checks e
 with its row here. A wrong type, a value out of range, NaN or infinity is a one-line
 ``UserError("<file>: <field>: ...")``. Adding a field is one row (and one dataclass field).
 
-Limits (documented in docs/cards.md): ``input_size`` sides in [8, 1024] pixels (a face embedder
-takes 96-640; 60000x60000 would ask for tens of GB per image); ``embedding_size`` in [1, 65536];
-a card file at most 1 MiB; text fields at most 4096 characters; ``notes`` at most 64 lines.
+Limits (documented in docs/deployment.md, "Model cards"): ``input_size`` sides in [8, 1024] pixels
+(a face embedder takes 96-640; 60000x60000 would ask for tens of GB per image); ``embedding_size``
+in [1, 65536]; a card file at most 1 MiB; text fields at most 4096 characters; ``notes`` at most 64 lines.
 """
 
 from __future__ import annotations

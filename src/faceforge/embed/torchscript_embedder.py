@@ -51,7 +51,12 @@ class TorchScriptEmbedder(Embedder):
                             f"({type(e).__name__}: {e})") from None
         self.card, self.card_origin = find_card(self.path, card)
         if self.card is None and extra[CARD_EXTRA]:
-            self.card = card_from_dict(json.loads(extra[CARD_EXTRA]), f"{self.path} ({CARD_EXTRA})")
+            where = f"{self.path} ({CARD_EXTRA})"
+            try:
+                embedded = json.loads(extra[CARD_EXTRA])
+            except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+                raise UserError(f"{where}: not a readable card (damaged JSON)") from None
+            self.card = card_from_dict(embedded, where)
             self.card_origin = f"embedded {CARD_EXTRA} (faceforge export)"
         if self.card is None:
             raise UserError(f"{self.path}: a TorchScript model needs a card (input size, normalisation, "

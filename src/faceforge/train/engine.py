@@ -413,6 +413,11 @@ class Trainer:
             meter = Meter()
             with contextlib.closing(feed):
                 for step, images, labels, skipped in feed:
+                    if not len(labels) and self.world == 1:  # every image damaged: no step (NaN loss)
+                        st.skipped_images += int(skipped)
+                        st.step_in_epoch = step + 1
+                        st.samples_seen = st.step_in_epoch * self.plan.global_batch
+                        continue
                     lr = self._set_lr()
                     out = self._step(images, labels)
                     st.global_step += 1
@@ -483,6 +488,9 @@ class Trainer:
         bar.close()
         if self.signals.received:
             self._log_line({"event": "stopped", "signal": self.signals.name, "step": st.global_step})
+        if st.global_step == 0 and st.skipped_images:  # nothing learnt is not a result
+            raise UserError(f"train: no step ran: all {st.skipped_images} images read from {cfg.data.train} "
+                            "were skipped as corrupt or damaged (see 'faceforge data stats --verify')")
         result = {
             "output": str(self.out),
             "stopped_by": self.signals.name,
