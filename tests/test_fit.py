@@ -141,6 +141,12 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys()
     for k in a["weights"]:
         assert torch.equal(a["weights"][k], b["weights"][k]), k
+    # killed after training, before its marker: the finished checkpoints are kept (no extra step)
+    (out / "fit" / "train.json").unlink()
+    again = subprocess.run([*cmd, args[0], str(out), *args[1:]], env=env, check=True, capture_output=True,
+                           text=True)
+    assert "training had finished before the interruption" in again.stdout
+    assert torch.equal(next(iter(_state(out)["weights"].values())), next(iter(b["weights"].values())))
     a["calibrate"].pop("source"), b["calibrate"].pop("source")  # the pairs file's path names OUT
     for stage in ("train", "calibrate", "eval"):
         assert a[stage] == b[stage], stage

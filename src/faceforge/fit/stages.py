@@ -136,6 +136,26 @@ def budget(run) -> dict[str, Any]:
             "minutes": minutes, "epochs": math.ceil(steps / spe)}
 
 
+def _finished_state(folder: Path, steps: int) -> dict | None:
+    """The training state of ``last.ckpt`` when it already holds all ``steps`` (a run killed after
+    training, before its marker): resuming it would train one step too many. The best-model copy that
+    follows the final save is redone when the kill fell between the two."""
+    from faceforge.atomic import atomic_copy
+    from faceforge.models.checkpoint import read_checkpoint
+
+    last, best = folder / "last.ckpt", folder / "best.ckpt"
+    if not last.is_file():
+        return None
+    state = read_checkpoint(last)["train"]["state"]
+    if state["global_step"] < steps:
+        return None
+    firsts = [h["step"] for h in state["history"] if h.get("val_accuracy") == state["best_metric"]]
+    best_step = read_checkpoint(best)["train"]["state"]["global_step"] if best.is_file() else None
+    if firsts and firsts[0] == state["global_step"] and best_step != firsts[0]:
+        atomic_copy(last, best)
+    return state
+
+
 def train(run) -> dict[str, Any]:
     """Train into OUT/train, resuming from ``last.ckpt`` when a killed run left one; the model kept
     is ``best.ckpt`` (keep-best on the validation pairs), copied to OUT/model.ckpt."""
@@ -144,13 +164,17 @@ def train(run) -> dict[str, Any]:
 
     folder = run.out / "train"
     steps = run.summary("budget")["steps"]
-    cfg = _config(run, steps)
-    last = folder / "last.ckpt"
-    resume = str(last) if last.is_file() else None
-    if resume:
-        run.say(f"  resuming from {last}")
-    r = train_model(cfg, resume=resume, quiet=run.quiet)
-    best = folder / "best.ckpt"
+    state = _finished_state(folder, steps)
+    if state is not None:
+        run.say("  training had finished before the interruption; its checkpoints are kept")
+        r = {"steps": state["global_step"], "epochs": state["epoch"], "history": state["history"]}
+    else:
+        last = folder / "last.ckpt"
+        resume = str(last) if last.is_file() else None
+        if resume:
+            run.say(f"  resuming from {last}")
+        r = train_model(_config(run, steps), resume=resume, quiet=run.quiet)
+    best, last = folder / "best.ckpt", folder / "last.ckpt"
     atomic_copy(best if best.is_file() else last, run.out / "model.ckpt")
     hist = [h for h in r["history"] if "val_accuracy" in h]
     chosen = max(hist, key=lambda h: h["val_accuracy"]) if hist else {}
