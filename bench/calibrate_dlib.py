@@ -1,7 +1,11 @@
 """The shipped threshold of ``dlib:resnet``: calibrated on one half of celeba299's identities,
 checked on the other half (identities never seen by the calibration).
 
-    .venv/bin/python bench/calibrate_dlib.py --per-id 8 --cache /tmp/celeba_dlib.npz --json cal.json
+    .venv/bin/python bench/calibrate_dlib.py --cache /tmp/celeba_dlib.npz --json cal.json   # shipped
+    .venv/bin/python bench/calibrate_dlib.py --per-id 8 ...     # a third of the photos, for a quick check
+
+The embedding is the slow part (6,300 photos: 42 min on the loaded 2-core machine of 2026-12-08,
+~10 min idle); with ``--cache`` it is saved every 256 photos and an interrupted run resumes.
 
 Every photo is embedded once the way ``eval verify --model dlib:resnet`` does it (dlib's HOG
 detector, faceforge's RetinaFace box where HOG finds none, dlib's 150x150 chip, flip none,
