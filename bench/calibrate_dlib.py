@@ -56,7 +56,8 @@ def embed(paths: list[Path], cache: Path | None, chunk: int = 256) -> tuple[np.n
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
             if list(z["files"]) == names:
-                feats, valid, done = z["features"], z["valid"], int(z["done"])
+                feats, valid = z["features"], z["valid"]
+                done = int(z["done"]) if "done" in z else len(paths)  # a cache of a whole run
                 routes = json.loads(str(z["routes"]))
     embedder = load_embedder("dlib:resnet") if done < len(paths) else None
     t = time.perf_counter()
