@@ -81,6 +81,31 @@ def all_pairs(feats: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nda
     return (feats @ feats.T)[iu], (labels[:, None] == labels[None, :])[iu]
 
 
+def sdk_check(paths, labels, rows, feats, thr: float, n: int, seed: int) -> dict:
+    """The deployed path (FaceAnalyzer: RetinaFace, its box made HOG-like, dlib's chip) on ``n``
+    held-out photos: FAR/TAR at the shipped threshold next to the calibration path's on the same
+    photos (photos where RetinaFace finds no face are left out of both)."""
+    from faceforge import FaceAnalyzer
+    from faceforge.align.select import pick_faces
+    from faceforge.io.images import read_image
+
+    fa = FaceAnalyzer()
+    pick = np.sort(np.random.default_rng(seed).choice(rows, min(n, len(rows)), replace=False))
+    sdk, kept = [], []
+    for i in pick:
+        img = read_image(paths[i])
+        faces = fa.embed(img)
+        if faces:
+            sdk.append(pick_faces(faces, img.shape, "largest_center")[0].embedding)
+            kept.append(i)
+    out = {"photos": len(kept), "threshold": thr}
+    for name, f in (("sdk", np.stack(sdk)), ("calibration_path", feats[kept])):
+        scores, same = all_pairs(f, labels[kept])
+        out[name] = {"genuine": int(same.sum()), "impostor": int((~same).sum()),
+                     "tar": float(np.mean(scores[same] >= thr)), "far": float(np.mean(scores[~same] >= thr))}
+    return out
+
+
 def main() -> None:
     import torch
 
@@ -93,6 +118,8 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, help="embeddings .npz (written, then reused)")
     ap.add_argument("--json", type=Path, help="write the result here")
     ap.add_argument("--per-id", type=int, help="at most this many photos per identity (first by name)")
+    ap.add_argument("--sdk-check", type=int, default=0, metavar="N",
+                    help="also embed N held-out photos the SDK's way and compare at the 1e-3 threshold")
     args = ap.parse_args()
     paths, labels, names = identity_files(args.root, args.per_id)
     feats, valid, routes = embed(paths, args.cache)
@@ -127,6 +154,13 @@ def main() -> None:
               "calibration_identities": [names[i] for i in halves["calibration"]],
               "held_out": {"identities": t_ids, "photos": t_img, "same": int(test_same.sum()),
                            "different": int((~test_same).sum())}, **cal}
+    if args.sdk_check:
+        thr = next(r["threshold"] for r in cal["at_far"] if r["far"] == 1e-3)
+        rows = np.nonzero(np.isin(labels, halves["held_out"]) & valid)[0]
+        result["sdk_check"] = check = sdk_check(paths, labels, rows, feats, thr, args.sdk_check, args.seed)
+        print(f"SDK path on {check['photos']} held-out photos at threshold {thr:.4f}: " + "; ".join(
+            f"{k}: TAR {v['tar']:.3f} FAR {v['far']:.2g} ({v['genuine']} genuine, {v['impostor']} impostor)"
+            for k, v in check.items() if isinstance(v, dict)))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
 
