@@ -51,10 +51,9 @@ def _curves(run, path: Path) -> None:
     ax2.plot([r["step"] for r in val], [r["val_accuracy"] for r in val], "o-", color="#c44e52", ms=3,
              label="val pair accuracy")
     ax2.set_ylabel("val accuracy")
-    best = run.summary("train").get("best_epoch")
-    for r in val:
-        if r.get("epoch") == best:
-            ax2.plot([r["step"]], [r["val_accuracy"]], "*", color="black", ms=12, label="kept (best)")
+    if val:  # the kept checkpoint: the first best validation (as keep-best chose it)
+        r = max(val, key=lambda r: r["val_accuracy"])
+        ax2.plot([r["step"]], [r["val_accuracy"]], "*", color="black", ms=12, label="kept (best)")
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(lines, [ln.get_label() for ln in lines], loc="center right", fontsize=8)
     ax.set_title("training")
