@@ -58,7 +58,7 @@ def _captured(monkeypatch):
     from faceforge.eval import report
 
     figures = []
-    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig) or path)
+    monkeypatch.setattr(report, "save_figure", lambda fig, path: figures.append(fig) or path)
     return figures
 
 

@@ -73,7 +73,7 @@ def test_worker_code_path_in_process(work):
     model = str(root / "tiny.ckpt")
     batch._init_worker(model, "retinaface", "cpu", 2, False, False)
     try:
-        assert batch._STATE["analyzer"].detector.session.get_session_options().intra_op_num_threads == \
+        assert batch._STATE["analyzer"].detector.session.threads == \
             batch.threads_per_worker(2)
         got = _summary(batch._run_chunk(files))
     finally:
@@ -127,7 +127,7 @@ def test_onnx_embedder_set_threads_keeps_outputs(work):
     crops = np.random.default_rng(0).integers(0, 255, (3, 112, 112, 3), dtype=np.uint8)
     ref = emb.embed(crops)
     emb.set_threads(1)
-    assert emb.session.get_session_options().intra_op_num_threads == 1
+    assert emb.session.threads == 1
     np.testing.assert_allclose(emb.embed(crops), ref, atol=1e-5)
 
 

@@ -94,15 +94,18 @@ _KINDS = {"int": int, "float": float, "bool": bool, "str": str}
 
 def _declared(param: inspect.Parameter) -> tuple[type | None, bool]:
     """(the scalar type or tuple/list a parameter declares, whether None is allowed), from its
-    default's type or, failing that, its annotation (``int``, ``float | None``, ...)."""
+    annotation (``int``, ``float | None``, ...) or, failing that, its default's type (an annotation
+    wins: ``m: float = 4`` takes 1.5, ``det_size: int | str | None = 640`` takes None)."""
     default = param.default
-    if default is not param.empty and default is not None:
-        return type(default), False
     ann = param.annotation
     text = ann if isinstance(ann, str) else getattr(ann, "__name__", "") if ann is not param.empty else ""
-    parts = [t.strip() for t in text.split("|")]
+    parts = [t.strip() for t in text.split("|")] if text else []
     kinds = [_KINDS[t] for t in parts if t in _KINDS]
-    return (kinds[0] if len(kinds) == 1 else None), ("None" in parts or default is None)
+    if kinds or "None" in parts:
+        return (kinds[0] if len(kinds) == 1 else None), ("None" in parts or default is None)
+    if default is not param.empty and default is not None:
+        return type(default), False
+    return None, True
 
 
 def option_problem(param: inspect.Parameter, value: Any) -> str | None:

@@ -61,7 +61,7 @@ def _psycopg():
     try:
         import psycopg
     except ImportError:
-        raise UserError("a PostgreSQL gallery needs psycopg: pip install faceforge[postgres]") from None
+        raise UserError("a PostgreSQL gallery needs psycopg: pip install 'faceforge[postgres]'") from None
     return psycopg
 
 

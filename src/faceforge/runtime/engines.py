@@ -104,6 +104,7 @@ class Session:
 
     engine = precision = ""
     reason = "forced"  # how it was chosen: forced, measured (cached) ...
+    threads = 0  # intra-op threads asked for (0: the engine's default)
 
     @property
     def label(self) -> str:
@@ -119,6 +120,7 @@ class OrtSession(Session):
     def __init__(self, model: bytes | str, threads: int = 0, providers=("CPUExecutionProvider",)):
         import onnxruntime as ort
 
+        self.threads = max(int(threads or 0), 0)
         opts = ort.SessionOptions()
         if threads and threads > 0:
             opts.intra_op_num_threads = int(threads)
@@ -145,6 +147,7 @@ class OpenVinoSession(Session):
         import openvino as ov
 
         core = ov.Core()
+        self.threads = max(int(threads or 0), 0)
         self.model_source = model
         net = core.read_model(model)  # a path or the ONNX bytes
         config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
