@@ -87,7 +87,7 @@ class DataConfig:
         "flip": "random horizontal flips",
         "identities_min_images": "drop identities with fewer images than this",
         "verify_crc": "packed sources: check every record's CRC when opening (a full read)",
-        "record_crc": "packed sources: check each record's CRC as it is read (a damaged one is skipped, counted)",
+        "record_crc": "packed sources: check each record's CRC as read (damaged: skipped, counted)",
     }
 
 
@@ -154,7 +154,7 @@ class OptimConfig:
         "grad_clip_scope": "what grad_clip clips: all | backbone",
         "no_decay_norm": "no weight decay on BatchNorm/PReLU weights and biases",
         "backbone_lr_mult": "backbone lr multiplier (< 1 when fine-tuning with a new head)",
-        "head_warmup_epochs": "fine-tuning: the backbone's lr is 0 for these epochs while the new head learns",
+        "head_warmup_epochs": "fine-tuning: backbone lr is 0 for these epochs (the new head learns)",
     }
 
 

@@ -280,7 +280,8 @@ def mask_folder(
     if counts["masked"] + counts["unmasked"] + counts["skipped_existing"] == 0:  # nothing usable: an error
         if points is not None:
             raise UserError(f"mask source: no face found in any of the {len(files)} images under {src} "
-                            f"({counts['corrupt']} unreadable, {counts['no_face']} without a face; first: {first})")
+                            f"({counts['corrupt']} unreadable, {counts['no_face']} without a face; "
+                            f"first: {first})")
         raise UserError(f"mask source: none of the {len(files)} images under {src} is a readable aligned "
                         f"face crop ({counts['corrupt']} unreadable, {counts['not_crops']} not crops; first: "
                         f"{first}; align photos first with 'faceforge align', or mask by landmarks)")
