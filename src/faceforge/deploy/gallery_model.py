@@ -72,7 +72,9 @@ def gallery_analyzer(gallery_path, model=None, detector: str = "retinaface", dev
     from faceforge.deploy.commands import analyzer_model_id, load_analyzer
     from faceforge.deploy.gallery import Gallery
 
-    where = str(gallery_path)
+    from faceforge.deploy.gallery_store import redact
+
+    where = redact(str(gallery_path))  # a postgresql:// URL's password never reaches a message
     with Gallery(gallery_path) as g:
         gallery_id, rec = g.model_id, dict(g.model_record)
         if model is None:
