@@ -71,7 +71,6 @@ def gallery_analyzer(gallery_path, model=None, detector: str = "retinaface", dev
     model), else the recorded one (:func:`_recorded_model`)."""
     from faceforge.deploy.commands import analyzer_model_id, load_analyzer
     from faceforge.deploy.gallery import Gallery
-
     from faceforge.deploy.gallery_store import redact
 
     where = redact(str(gallery_path))  # a postgresql:// URL's password never reaches a message
