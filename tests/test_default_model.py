@@ -117,3 +117,20 @@ def test_dlib_fallback_to_the_detector_box_is_counted(tmp_path, capsys):
     routes = res["self_alignment"]
     assert res["flip"] == "none" and routes["detector_box"] >= 1 and routes.get("whole_image", 0) == 0
     assert routes["hog"] + routes["detector_box"] == 8  # the distinct photos, each aligned once
+
+
+def test_aligned_crops_with_the_default_model(tmp_path, capsys):
+    """``--aligned`` with dlib:resnet: the model makes its own chip of the crop's face (it was refused
+    as 'unknown alignment template dlib_chip'); obama's two crops are the same person, biden not."""
+    photos = shared_path("data", "photos")
+    src = tmp_path / "photos"
+    for name in ("obama.jpg", "obama2.jpg", "biden.jpg"):
+        (src / name.split(".")[0]).mkdir(parents=True)
+        (src / name.split(".")[0] / name).symlink_to(photos / name)
+    assert main(["align", str(src), str(tmp_path / "crops"), "--workers", "0", "--quiet"]) == 0
+    crops = {p.parent.name: p for p in (tmp_path / "crops").rglob("*.*") if p.suffix != ".json"}
+    capsys.readouterr()
+    code, out, _ = run(capsys, "verify", crops["obama"], crops["obama2"], "--aligned", "--json")
+    assert code == 0 and json.loads(out)["same"] is True
+    code, out, _ = run(capsys, "verify", crops["obama"], crops["biden"], "--aligned", "--json")
+    assert code == 0 and json.loads(out)["same"] is False

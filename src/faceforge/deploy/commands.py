@@ -68,11 +68,18 @@ def aligned_crop(analyzer, img: np.ndarray):
 
     card = analyzer.card
     h, w = (int(v) for v in card.input_size)
+    ih, iw = img.shape[:2]
+    box = np.array([0, 0, iw, ih], dtype=np.float32)
+    prepare = getattr(analyzer.embedder, "prepare_photo", None)
+    if prepare is not None:  # a self-aligning model (dlib:resnet): its own chip of the crop's face
+        from faceforge.align.transform import template_points
+
+        crop, _ = prepare(img)
+        points = template_points("arcface", (ih, iw)).astype(np.float32)
+        return np.ascontiguousarray(crop), AnalyzedFace(box, 1.0, points)
     template = getattr(analyzer.embedder.meta, "template", "arcface")
     crop = np.ascontiguousarray(fit_to_input(img, (h, w), template))
-    ih, iw = img.shape[:2]
     points = np.asarray(card.template_points(), dtype=np.float32) * np.array([iw / w, ih / h], np.float32)
-    box = np.array([0, 0, iw, ih], dtype=np.float32)
     return crop, AnalyzedFace(box, 1.0, points)
 
 
