@@ -32,8 +32,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 FACEX = {"plain": 27.03, "upper_half": 71.40, "masked": 78.45, "masked+upper_half": 79.20}
-# model 4 lists the full-face model first: ConcatEmbedder feeds every model the first one's crop
-# (112x112 ArcFace) and fits it to each (the upper-half model cuts its top half)
+# model 4: models 3 and 2 concatenated (faceforge's A+B: each L2-normalised; every model gets the
+# 112x112 crop fitted to its input, the upper-half model its top half)
 MODELS = ("plain", "upper_half", "masked", "masked+upper_half")
 
 
