@@ -1,6 +1,7 @@
 """FaceX-Zoo's masked-face experiment on real faces (celeba299), end to end and reproducible.
 
     OMP_NUM_THREADS=1 python bench/masked_celeba.py [--work runs/masked_celeba] [--test-ids 99] [--half]
+    OMP_NUM_THREADS=1 python bench/masked_celeba.py --train-seed 1     # more seeds, then --summarise
 
 Trainings and masked sets already in WORK are reused, so a second run only evaluates.
 
@@ -72,6 +73,24 @@ def faceforge(*args: str) -> None:
     subprocess.run(cmd, check=True)
 
 
+def summarise(work: Path) -> str:
+    """Mean ± sample std over the training seeds found in WORK (results.json, results_sK.json)."""
+    runs = [json.loads(f.read_text())["results"] for f in sorted(work.glob("results*.json"))]
+    names = [n for n in runs[0] if all(n in r for r in runs)]
+    cols = [("masked", k) for k in (1, 3, 5, 10)] + [("unmasked", 1)]
+    lines = [f"{len(runs)} training seeds, mean ± std:", "",
+             "| model | masked rank-1 | rank-3 | rank-5 | rank-10 | unmasked rank-1 "
+             "| FaceX-Zoo MegaFace-mask rank-1 |", "|---|---|---|---|---|---|---|"]
+    for name in names:
+        cells = []
+        for row, k in cols:
+            v = np.array([r[name][row][f"rank{k}"] for r in runs])
+            cells.append(f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0:.2f}")
+        facex = f"{FACEX[name]:.2f}" if name in FACEX else "-"
+        lines.append(f"| {name} | {' | '.join(cells)} | {facex} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--celeba", default=str(ROOT.parent / "shared/data/celeba299"))
@@ -85,8 +104,12 @@ def main() -> int:
                     help="the trainings' seed (same split and masks); K > 0: WORK/<model>_sK, results_sK.*")
     ap.add_argument("--half", action="store_true",
                     help="also model 3 on a half-masked training set, alone and with model 2")
+    ap.add_argument("--summarise", action="store_true", help="only print mean ± std over the seeds run")
     args = ap.parse_args()
     work = Path(args.work)
+    if args.summarise:
+        print(summarise(work))
+        return 0
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     aligned = Path(args.aligned) if args.aligned else work / "aligned"
