@@ -1,14 +1,18 @@
 """FaceX-Zoo's masked-face experiment on real faces (celeba299), end to end and reproducible.
 
-    OMP_NUM_THREADS=1 python bench/masked_celeba.py [--work runs/masked_celeba] [--test-ids 99]
+    OMP_NUM_THREADS=1 python bench/masked_celeba.py [--work runs/masked_celeba] [--test-ids 99] [--half]
+    OMP_NUM_THREADS=1 python bench/masked_celeba.py --train-seed 1     # more seeds, then --summarise
+
+Trainings and masked sets already in WORK are reused, so a second run only evaluates.
 
 1. align every celeba299 photo (RetinaFace, ArcFace 112x112; skipped when WORK/aligned exists);
 2. identity-disjoint split, seeded: ``--test-ids`` identities (with >= 2 crops) for the test, the
    rest for training; test gallery = each test identity's first crop, probes = its other crops;
 3. masks from the landmark model (``faceforge data mask`` on crops): the masked training set and
-   the masked probes (different seeds, so no probe wears a training mask by construction);
+   the masked probes (seeds 1 and 2);
 4. trains FaceX-Zoo's models 1-3 from ``configs/masked_celeba_{plain,upper_half,masked}.yaml``
-   (``faceforge train``), model 4 = 2 and 3 concatenated;
+   (``faceforge train``), model 4 = 2 and 3 concatenated; ``--half`` adds model 3 trained on a
+   half-masked set (``data mask --fraction 0.5``), alone and concatenated with model 2;
 5. ``faceforge.eval.masked.masked_identification``: masked probes against the unmasked gallery
    (and the unmasked probes), rank 1/3/5/10; writes WORK/results.json and WORK/results.md.
 
@@ -29,8 +33,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 FACEX = {"plain": 27.03, "upper_half": 71.40, "masked": 78.45, "masked+upper_half": 79.20}
-# model 4 lists the full-face model first: ConcatEmbedder feeds every model the first one's crop
-# (112x112 ArcFace) and fits it to each (the upper-half model cuts its top half)
+# model 4: models 3 and 2 concatenated (faceforge's A+B: each L2-normalised; every model gets the
+# 112x112 crop fitted to its input, the upper-half model its top half)
 MODELS = ("plain", "upper_half", "masked", "masked+upper_half")
 
 
@@ -69,6 +73,24 @@ def faceforge(*args: str) -> None:
     subprocess.run(cmd, check=True)
 
 
+def summarise(work: Path) -> str:
+    """Mean ± sample std over the training seeds found in WORK (results.json, results_sK.json)."""
+    runs = [json.loads(f.read_text())["results"] for f in sorted(work.glob("results*.json"))]
+    names = [n for n in runs[0] if all(n in r for r in runs)]
+    cols = [("masked", k) for k in (1, 3, 5, 10)] + [("unmasked", 1)]
+    lines = [f"{len(runs)} training seeds, mean ± std:", "",
+             "| model | masked rank-1 | rank-3 | rank-5 | rank-10 | unmasked rank-1 "
+             "| FaceX-Zoo MegaFace-mask rank-1 |", "|---|---|---|---|---|---|---|"]
+    for name in names:
+        cells = []
+        for row, k in cols:
+            v = np.array([r[name][row][f"rank{k}"] for r in runs])
+            cells.append(f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0:.2f}")
+        facex = f"{FACEX[name]:.2f}" if name in FACEX else "-"
+        lines.append(f"| {name} | {' | '.join(cells)} | {facex} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--celeba", default=str(ROOT.parent / "shared/data/celeba299"))
@@ -78,8 +100,16 @@ def main() -> int:
     ap.add_argument("--test-ids", type=int, default=99)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, help="override the configs' train.epochs")
+    ap.add_argument("--train-seed", type=int, default=0,
+                    help="the trainings' seed (same split and masks); K > 0: WORK/<model>_sK, results_sK.*")
+    ap.add_argument("--half", action="store_true",
+                    help="also model 3 on a half-masked training set, alone and with model 2")
+    ap.add_argument("--summarise", action="store_true", help="only print mean ± std over the seeds run")
     args = ap.parse_args()
     work = Path(args.work)
+    if args.summarise:
+        print(summarise(work))
+        return 0
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     aligned = Path(args.aligned) if args.aligned else work / "aligned"
@@ -92,24 +122,36 @@ def main() -> int:
               "--seed", str(args.seed + 1), "--quiet", *tex)
     faceforge("data", "mask", str(work / "probe"), str(work / "probe_masked"), "--input", "crops",
               "--seed", str(args.seed + 2), "--quiet", *tex)
-    seconds = {}
-    for name in MODELS[:3]:
-        out = work / name
+    models = list(MODELS)
+    trainings = {"plain": ("plain", "train_plain"), "upper_half": ("upper_half", "train_plain"),
+                 "masked": ("masked", "train_masked")}
+    if args.half:  # model 3 on a half-masked training set (each file masked with probability 0.5)
+        faceforge("data", "mask", str(work / "train_plain"), str(work / "train_masked_half"), "--input",
+                  "crops", "--seed", str(args.seed + 1), "--fraction", "0.5", "--quiet", *tex)
+        trainings["masked_half"] = ("masked", "train_masked_half")
+        models += ["masked_half", "masked_half+upper_half"]
+    suffix = f"_s{args.train_seed}" if args.train_seed else ""
+    result_file = work / f"results{suffix}.json"
+    old = json.loads(result_file.read_text()) if result_file.exists() else {}
+    seconds = old.get("train_seconds", {})
+    for name, (config, data) in trainings.items():
+        out = work / f"{name}{suffix}"
         if not (out / "last.ckpt").exists():
             t = time.time()
-            data = work / ("train_masked" if name == "masked" else "train_plain")
-            sets = ["--set", f"output={out}", "--set", f"data.train=folder:{data}"]
+            sets = ["--set", f"output={out}", "--set", f"data.train=folder:{work / data}",
+                    "--set", f"seed={args.train_seed}"]
             if args.epochs:
                 sets += ["--set", f"train.epochs={args.epochs}"]
-            faceforge("train", str(ROOT / f"configs/masked_celeba_{name}.yaml"), *sets, "--quiet")
+            faceforge("train", str(ROOT / f"configs/masked_celeba_{config}.yaml"), *sets, "--quiet")
             seconds[name] = round(time.time() - t, 1)
 
     from faceforge.embed.loading import load_embedders
     from faceforge.eval.masked import masked_identification
 
     results = {}
-    for name in MODELS:
-        embedder = load_embedders([str(work / part / "last.ckpt") for part in name.split("+")])
+    for name in models:
+        parts = [str(work / f"{part}{suffix}" / "last.ckpt") for part in name.split("+")]
+        embedder = load_embedders(parts)
         res = masked_identification(embedder, work / "gallery", work / "probe", work / "probe_masked",
                                     cache_dir=work / "cache")
         results[name] = {row: {f"rank{k}": round(100 * res[row][f"rank{k}"], 2) for k in (1, 3, 5, 10)}
@@ -117,15 +159,16 @@ def main() -> int:
         log(f"{name}: {results[name]}")
     lines = ["| model | masked rank-1 | rank-3 | rank-5 | rank-10 | unmasked rank-1 "
              "| FaceX-Zoo MegaFace-mask rank-1 |", "|---|---|---|---|---|---|---|"]
-    for k, name in enumerate(MODELS, 1):
+    for name in models:
         m, u = results[name]["masked"], results[name]["unmasked"]
         cells = " | ".join(f"{m[f'rank{r}']:.2f}" for r in (1, 3, 5, 10))
-        lines.append(f"| {k}: {name} | {cells} | {u['rank1']:.2f} | {FACEX[name]:.2f} |")
+        facex = f"{FACEX[name]:.2f}" if name in FACEX else "-"
+        lines.append(f"| {name} | {cells} | {u['rank1']:.2f} | {facex} |")
     table = "\n".join(lines)
     summary = {"split": sizes, "results": results, "train_seconds": seconds,
                "total_seconds": round(time.time() - t0, 1)}
-    (work / "results.json").write_text(json.dumps(summary, indent=1))
-    (work / "results.md").write_text(table + "\n")
+    result_file.write_text(json.dumps(summary, indent=1))
+    result_file.with_suffix(".md").write_text(table + "\n")
     print(table)
     return 0
 

@@ -109,6 +109,22 @@ def test_embed_images_flip_corrupt_and_concat(tmp_path):
         embed_images(emb, imgs, flip="mirror")
 
 
+def test_concat_feeds_the_full_crop_whatever_the_order():
+    """An upper-half model listed first must not make the full-face model see a stretched half."""
+    full = TorchEmbedder(TinyNet())
+    upper_net = TinyNet(8, input_size=(56, 112), seed=1)
+    upper_net.meta["template"] = "arcface_upper_half"
+    upper = TorchEmbedder(upper_net)
+    imgs = np.stack([_face(0, k) for k in range(2)])
+    for pair in ([upper, full], [full, upper]):
+        both = ConcatEmbedder(pair)
+        assert tuple(both.meta.input_size) == (112, 112)
+    f = embed_images(ConcatEmbedder([upper, full]), list(imgs), flip="none").features
+    alone = embed_images(full, list(imgs), flip="none").features
+    alone /= np.linalg.norm(alone, axis=1, keepdims=True)
+    np.testing.assert_allclose(f[:, 8:], alone, rtol=1e-4, atol=1e-5)
+
+
 def test_evaluate_pairs_drops_unreadable(data):
     emb = TorchEmbedder(TinyNet())
     res = evaluate_pairs(emb, f"facex:{data / 'list.txt'}", flip="none")

@@ -24,11 +24,12 @@ def add_commands(sub) -> None:
     p.add_argument("--method", choices=("landmarks", "paste"), default="landmarks",
                    help="landmarks (default: follows pose and jaw) or paste (2-D, by the 5 template points)")
     p.add_argument("--input", choices=("auto", "crops", "photos"), default="auto",
-                   help="landmarks method: aligned crops (no detector), photos (detect every face) or auto "
-                   "(crops when the image has a crop's size and shape; default)")
+                   help="landmarks method: aligned crops (one face: the largest the detector finds, else "
+                   "the template's face box), photos (every detected face) or auto (crops when the image has "
+                   "a crop's size and shape; default)")
     p.add_argument("--landmarks", metavar="MODEL", default="builtin",
                    help="landmark model: builtin (default, shipped with faceforge), a checkpoint or .onnx")
-    p.add_argument("--detector", default="retinaface", help="face detector for photos (default retinaface)")
+    p.add_argument("--detector", default="retinaface", help="face detector (default retinaface)")
     p.add_argument("--shapes", default="surgical,cloth,n95",
                    help="comma-separated mask shapes to draw from (landmarks method; default all three)")
     p.add_argument("--fraction", type=float, default=1.0,

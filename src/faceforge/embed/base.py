@@ -77,14 +77,16 @@ class Embedder:
 class ConcatEmbedder(Embedder):
     """Several models, each L2-normalised, concatenated (FaceX-Zoo's feature concatenation).
 
-    Images arrive at the first model's input size and are fitted to each model's own size.
+    Images arrive at the largest input of the models (the first of equals) and are fitted to each
+    model's own size, so an upper-half-face model gets the top half of the full crop wherever it
+    is listed (it used to set the input when first, and the full-face model got a stretched half).
     """
 
     def __init__(self, embedders: Sequence[Embedder]):
         if not embedders:
             raise UserError("--model: at least one model is needed")
         self.embedders = list(embedders)
-        first = self.embedders[0].meta
+        first = max(self.embedders, key=lambda e: e.meta.input_size[0] * e.meta.input_size[1]).meta
         self.meta = EmbedderMeta(
             input_size=first.input_size,
             template=first.template,
