@@ -66,3 +66,23 @@ def test_device_feed_is_the_loader_batches_converted(packed, channels_last):
         assert skipped == 0 and torch.equal(y, wy) and torch.equal(x, wx)
         layout = torch.channels_last if channels_last else torch.contiguous_format
         assert x.dtype == torch.float32 and x.is_contiguous(memory_format=layout)
+
+
+def test_head_warmup_freezes_the_backbone_then_lets_it_learn(tmp_path, packed):
+    def run(warmup_epochs: float):
+        cfg = load_config(None, [
+            f"data.train=packed:{packed}", "model.backbone=mobilefacenet_tiny", "model.embedding_size=16",
+            "data.batch_size=4", "train.epochs=1", "train.max_steps=3", "train.deterministic=true",
+            f"optim.head_warmup_epochs={warmup_epochs}", f"output={tmp_path / str(warmup_epochs)}"])
+        trainer = Trainer(cfg, quiet=True)
+        before = {k: v.clone() for k, v in trainer.backbone.named_parameters()}
+        head = [p.detach().clone() for p in trainer.mode.parameters()]
+        trainer.fit()
+        moved = [k for k, p in trainer.backbone.named_parameters() if not torch.equal(before[k], p)]
+        head_moved = any(not torch.equal(a, b) for a, b in zip(head, trainer.mode.parameters()))
+        return moved, head_moved
+
+    frozen, head_moved = run(1.0)  # 12 steps per epoch: the 3 steps are all warm-up
+    assert frozen == [] and head_moved
+    free, _ = run(0.0)
+    assert free

@@ -151,3 +151,15 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
     for stage in ("train", "calibrate", "eval"):
         assert a[stage] == b[stage], stage
     assert a["export"]["sha256"] == b["export"]["sha256"]
+
+
+def test_shallow_photos_get_semi_siamese_and_working_commands(tmp_path):
+    from faceforge.fit.pipeline import Run, next_commands
+
+    photos = _photos(tmp_path / "photos", identities=30, per=2)
+    said: list[str] = []
+    fit(_opts(photos, tmp_path / "out"), say=said.append, quiet=True, stop_after="sets")
+    assert any("semi-siamese training" in s for s in said)
+    lines = next_commands(Run(_opts(photos, tmp_path / "out"), say=said.append))
+    assert lines[0].startswith("faceforge verify ") and lines[0].endswith("--aligned")
+    assert lines[3].startswith("faceforge identify ") and "faceforge serve" in lines[-1]
