@@ -140,7 +140,6 @@ def test_cache_dir_default_is_the_user_cache(monkeypatch):
 
 def test_info_prints_the_cpu_and_each_networks_engine(capsys, monkeypatch):
     from conftest import need_retinaface
-
     from faceforge.cli.main import main
 
     need_retinaface()
