@@ -178,6 +178,10 @@ class OpenVinoSession(Session):
     def get_outputs(self):
         return [SimpleNamespace(name=n) for n in self._names]
 
+    def get_session_options(self):
+        """ONNX Runtime's view of the threads: OpenVINO's ``INFERENCE_NUM_THREADS``, read back."""
+        return SimpleNamespace(intra_op_num_threads=int(self.compiled.get_property("INFERENCE_NUM_THREADS")))
+
     def get_modelmeta(self):
         """The ONNX ``metadata_props`` (OpenVINO does not keep them), read with ``onnx``."""
         import onnx
