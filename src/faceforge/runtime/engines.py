@@ -129,7 +129,7 @@ class OrtSession(Session):
         self.ort = ort.InferenceSession(model, sess_options=opts, providers=list(providers))
         self.run = self.ort.run
         self.get_inputs, self.get_outputs = self.ort.get_inputs, self.ort.get_outputs
-        self.get_modelmeta = self.ort.get_modelmeta
+        self.get_modelmeta, self.get_session_options = self.ort.get_modelmeta, self.ort.get_session_options
 
     def get_providers(self) -> list[str]:
         return self.ort.get_providers()
