@@ -98,8 +98,8 @@ def torch_rows(reps: int, model: str) -> None:
           + " | ".join(f"{k}: {v:.0f} ({v / infer['fp32']:.2f}x)" for k, v in infer.items()) + " |")
     steps = {}
     for name, (bf16, cl) in variants.items():
-        steps[name] = _step_seconds(net.train(), x, bf16, cl)
-    print("| PyTorch training step (fwd+bwd, batch 64), s / steps in the demo's 3 min | "
+        steps[name] = _step_seconds(net.train(), x, bf16, cl, time.process_time)
+    print("| PyTorch training step (fwd+bwd, batch 64), CPU s / steps in the demo's 3 min | "
           + " | ".join(f"{k}: {v:.2f} s, {180 / v:.0f} steps ({steps['fp32'] / v:.2f}x)"
                        for k, v in steps.items()) + " |")
 

@@ -104,6 +104,13 @@ def test_int8_runs_and_reports_accuracy(tiny_ckpt, pairs_src, tmp_path):
     assert np.isfinite(rep["parity_min_cosine"])
     assert rep["size"] < rep["size_fp32"]
     assert any("int8" in line and "fp32" in line for line in lines)
+    # what int8 buys on this machine, measured per engine and said aloud (issue 30 item 2)
+    measured = rep["int8_measured"]
+    assert "onnxruntime" in measured["engines"] and isinstance(measured["pays"], bool)
+    for v in measured["engines"].values():
+        assert len(v["fp32_ms"]) == len(v["int8_ms"]) == 2 and v["speedup"] > 0
+    assert any(line.startswith("int8 on this CPU") and ("does NOT pay" in line or "is faster" in line)
+               for line in lines)
 
 
 def test_round_trip_checkpoint_equals_onnx_with_card(tiny_ckpt, fp32_onnx, pairs_src, tmp_path):

@@ -136,3 +136,24 @@ def test_cache_dir_default_is_the_user_cache(monkeypatch):
     monkeypatch.delenv(choice.CACHE_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere")
     assert choice.cache_dir() == Path("/somewhere/faceforge")
+
+
+def test_info_prints_the_cpu_and_each_networks_engine(capsys, monkeypatch):
+    from conftest import need_retinaface
+    from faceforge.cli.main import main
+
+    need_retinaface()
+    monkeypatch.delenv(engines.ENV, raising=False)
+    assert main(["info", "--json", "--detector", "retinaface"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["cpu"]["model"] == cpu.cpu_model() and rep["cpu"]["bf16"] == cpu.has_bf16()
+    rows = {r["network"]: r for r in rep["networks"]}
+    assert set(rows) == {"retinaface", "landmarks (built-in)"}
+    assert all(r["precision"] == "fp32" for r in rows.values())  # auto keeps these in fp32
+    assert rep["cache"].startswith(os.environ[choice.CACHE_ENV])
+    assert main(["--engine", "onnxruntime", "info", "--detector", "retinaface", "--no-landmarks"]) == 0
+    out = capsys.readouterr().out
+    assert "CPU: " in out and "retinaface" in out and "onnxruntime fp32  forced" in out
+    monkeypatch.delenv(engines.ENV, raising=False)
+    assert main(["--engine", "tensorrt", "info"]) == 2
+    assert "engine 'tensorrt': expected" in capsys.readouterr().err

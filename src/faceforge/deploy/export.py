@@ -247,7 +247,7 @@ def export_onnx(ckpt: str | Path, out: str | Path, precision: str = "fp32", cali
         # parity on a fixed batch: ONNX Runtime vs PyTorch eager
         batch = parity_batch(card.input_size)
         ref = TorchEmbedder(model, "cpu").embed(batch)  # runs under inference_mode itself
-        got = OnnxEmbedder(final_path, "cpu", card=card).embed(batch)
+        got = OnnxEmbedder(final_path, "cpu", card=card, engine="onnxruntime").embed(batch)  # the file itself
         cos = cosines(ref.astype(np.float64), got.astype(np.float64))
         report["parity_min_cosine"] = float(cos.min())
         log(f"parity ({precision} ONNX Runtime vs PyTorch, {len(batch)} faces): min cosine {cos.min():.6f}")

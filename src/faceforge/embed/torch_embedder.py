@@ -23,8 +23,15 @@ def state_fingerprint(model) -> str:
 class TorchEmbedder(Embedder):
     """A backbone (``forward(x[B,3,H,W]) -> [B,D]``, ``model.meta`` as set by ``build_backbone``)."""
 
-    def __init__(self, model, device: str = "cpu", name: str | None = None, source: str | None = None):
+    def __init__(self, model, device: str = "cpu", name: str | None = None, source: str | None = None,
+                 precision: str = "fp32"):
+        """``precision`` bf16: autocast + channels_last (what training's ``train.precision: auto`` chose
+        where it measured faster; validation then runs the way training does)."""
         import torch
+
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision: expected fp32 or bf16, got {precision!r}")
+        self.precision = precision
 
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -47,7 +54,10 @@ class TorchEmbedder(Embedder):
             images = np.ascontiguousarray(images[..., ::-1])
         x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         x = (x - self._mean) / self._std
-        with torch.inference_mode():
+        bf16 = self.precision == "bf16"
+        if bf16:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = self.model(x)
         if isinstance(out, dict):  # a model returning named outputs gives its embedding by name
             out = out["embedding"]
@@ -58,8 +68,8 @@ class TorchEmbedder(Embedder):
             st = Path(self.source).stat()
             return hashlib.sha1(
                 f"{Path(self.source).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
-            ).hexdigest()[:16]
-        return state_fingerprint(self.model)
+            ).hexdigest()[:16] + ("-bf16" if self.precision == "bf16" else "")
+        return state_fingerprint(self.model) + ("-bf16" if self.precision == "bf16" else "")
 
 
 @register_loader(".ckpt", ".pt", ".pth")

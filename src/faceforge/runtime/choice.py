@@ -183,12 +183,16 @@ def choose(model: bytes | str | Path, spec: str | None = None, probes: list[dict
            auto_precisions: tuple[str, ...] = PRECISIONS) -> tuple[Choice, dict, Session | None]:
     """The engine/precision for ``model`` under ``spec`` on this machine: ``(choice, record, session)``;
     ``session`` is the measured one when a measurement ran now (else None: open it)."""
+    from faceforge.runtime.engines import parse_engine
+
     options = candidates(spec, auto_precisions)
     if len(options) == 1 or not probes:
         pick = options[0] if len(options) == 1 else REFERENCE
-        return pick, {"choice": pick.label, "how": "forced" if len(options) == 1 else "no probe"}, None
-    from faceforge.runtime.engines import parse_engine
-
+        if len(options) > 1:
+            how = "no probe"
+        else:
+            how = "forced" if parse_engine(spec) != ("auto", "auto") else "only candidate"
+        return pick, {"choice": pick.label, "how": how}, None
     key = cache_key(model, probes, threads, ":".join(parse_engine(spec)) + "/" + ",".join(auto_precisions))
     record = recall(key)
     if record and record.get("choice") and _from_label(record["choice"]) in options:

@@ -131,7 +131,7 @@ class OrtSession(Session):
         self.ort = ort.InferenceSession(model, sess_options=opts, providers=list(providers))
         self.run = self.ort.run
         self.get_inputs, self.get_outputs = self.ort.get_inputs, self.ort.get_outputs
-        self.get_modelmeta = self.ort.get_modelmeta
+        self.get_modelmeta, self.get_session_options = self.ort.get_modelmeta, self.ort.get_session_options
 
     def get_providers(self) -> list[str]:
         return self.ort.get_providers()
@@ -180,6 +180,10 @@ class OpenVinoSession(Session):
 
     def get_outputs(self):
         return [SimpleNamespace(name=n) for n in self._names]
+
+    def get_session_options(self):
+        """ONNX Runtime's view of the threads: OpenVINO's ``INFERENCE_NUM_THREADS``, read back."""
+        return SimpleNamespace(intra_op_num_threads=int(self.compiled.get_property("INFERENCE_NUM_THREADS")))
 
     def get_modelmeta(self):
         """The ONNX ``metadata_props`` (OpenVINO does not keep them), read with ``onnx``."""

@@ -290,7 +290,10 @@ class Trainer:
         self.backbone.eval()
         try:
             res = evaluate_pairs(
-                TorchEmbedder(self.backbone, device=str(self.device)), self.cfg.data.val, flip="sum",
+                TorchEmbedder(self.backbone, device=str(self.device),
+                              precision="bf16" if (self.precision, self.device.type) == ("bf16", "cpu")
+                              else "fp32"),
+                self.cfg.data.val, flip="sum",
                 progress=progress_callback("validate", enabled=not self.quiet),
             )
         finally:

@@ -25,18 +25,19 @@ STEPS = 2  # timed steps per variant after one warm-up (the faster counts)
 MAX_BATCH = 16
 
 
-def _step_seconds(net: torch.nn.Module, x: torch.Tensor, bf16: bool, channels_last: bool) -> float:
+def _step_seconds(net: torch.nn.Module, x: torch.Tensor, bf16: bool, channels_last: bool,
+                  clock=time.perf_counter) -> float:
     net = net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     best = float("inf")
     for k in range(STEPS + 1):
-        t = time.perf_counter()
+        t = clock()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = net(x).float().square().mean()
         loss.backward()
         net.zero_grad(set_to_none=True)
         if k:
-            best = min(best, time.perf_counter() - t)
+            best = min(best, clock() - t)
     return best
 
 
@@ -66,8 +67,18 @@ def choose_precision(requested: str, channels_last: bool | None, device: torch.d
         return requested, default_cl, "train.precision"
     if cuda:
         return "bf16", default_cl, "CUDA"
-    if device.type != "cpu" or not cpu.native_bf16():
-        return "fp32", default_cl, f"no native bf16 on this CPU ({cpu.cpu_model()})"
+    if device.type != "cpu":
+        return "fp32", default_cl, f"no bf16 autocast measured on {device.type}"
+    faster, cl, why = False, default_cl, f"no native bf16 on this CPU ({cpu.cpu_model()})"
+    if cpu.native_bf16():
+        faster, cl, why = _measured(backbone, input_size, batch, channels_last, name)
+    # every process of a distributed run gets here, whatever its CPU, so the agreement never waits
+    bf16, cl = _agree(faster, cl if faster else default_cl)
+    return ("bf16", cl, why) if bf16 else ("fp32", default_cl, why)
+
+
+def _measured(backbone, input_size, batch, channels_last, name) -> tuple[bool, bool, str]:
+    """(bf16 faster by MIN_GAIN, channels_last with it, why) from the cache or a measurement now."""
     from faceforge.runtime.choice import recall, remember
 
     params = sum(p.numel() for p in backbone.parameters())  # the same name with other options differs
@@ -80,9 +91,8 @@ def choose_precision(requested: str, channels_last: bool | None, device: torch.d
     s = record["seconds"]
     best = min(s, key=s.get)
     if best == "fp32" or s["fp32"] < MIN_GAIN * s[best]:
-        return "fp32", default_cl, f"bf16 not faster here ({_ratios(s)})"
-    bf16, cl = _agree(True, best.endswith("channels_last") or default_cl)
-    return ("bf16" if bf16 else "fp32"), cl, f"measured: {_ratios(s)}"
+        return False, False, f"bf16 not faster here ({_ratios(s)})"
+    return True, best.endswith("channels_last") or bool(channels_last), f"measured: {_ratios(s)}"
 
 
 def _agree(bf16: bool, channels_last: bool) -> tuple[bool, bool]:
