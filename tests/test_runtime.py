@@ -157,3 +157,31 @@ def test_info_prints_the_cpu_and_each_networks_engine(capsys, monkeypatch):
     monkeypatch.delenv(engines.ENV, raising=False)
     assert main(["--engine", "tensorrt", "info"]) == 2
     assert "engine 'tensorrt': expected" in capsys.readouterr().err
+
+
+SESSIONS_FREED_OUT_OF_ORDER = r"""
+import gc, signal, subprocess, sys
+sys.path.insert(0, sys.argv[1])
+from test_runtime import _tiny_graph
+from faceforge.runtime.engines import OpenVinoSession
+a, b = OpenVinoSession(_tiny_graph()), OpenVinoSession(_tiny_graph())
+del a; gc.collect(); del b; gc.collect()  # not the reverse of their creation
+signal.signal(signal.SIGCHLD, lambda *_: None)  # a Python handler runs on the signal stack
+for _ in range(20):
+    subprocess.run(["true"])
+print("alive")
+"""
+
+
+def test_openvino_sessions_freed_in_any_order_keep_the_signal_stack():
+    """Each OpenVINO Core set the thread's signal stack and put back the previous one when freed; freed
+    out of order they left a dangling stack, and the next Python signal handler (a child's SIGCHLD)
+    killed the process with SIGSEGV (the test suite died with exit 139). One Core per process now."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("openvino")
+    tests = str(Path(__file__).parent)
+    r = subprocess.run([sys.executable, "-c", SESSIONS_FREED_OUT_OF_ORDER, tests], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and "alive" in r.stdout, (r.returncode, r.stderr[-2000:])

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import os
 import platform
+import threading
 
 # features worth printing next to a speed figure (most of /proc/cpuinfo's 100+ flags are not)
 SHOWN = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
@@ -45,16 +46,37 @@ def cpu_flags() -> frozenset[str]:
     return _cpuinfo()[1]
 
 
+_CORE = None
+_CORE_LOCK = threading.Lock()
+
+
+def openvino_core():
+    """The one ``openvino.Core`` of this process, never released.
+
+    Each Core's CPU plugin points the calling thread's signal stack (``sigaltstack``) at memory of its
+    own and gives the previous one back when it is destroyed. Cores destroyed out of order (as garbage
+    collection does) left the main thread on a freed signal stack: the next Python signal handler (a
+    SIGCHLD, a SIGTERM) then crashed the process with SIGSEGV. One Core for the process's life keeps
+    that stack valid."""
+    global _CORE
+    with _CORE_LOCK:
+        if _CORE is None:
+            import openvino as ov
+
+            _CORE = ov.Core()
+        return _CORE
+
+
 @functools.lru_cache(maxsize=1)
 def openvino_capabilities() -> tuple[str, ...]:
     """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` for the CPU (``BF16``, ``FP32``, ``INT8`` ...); empty
     when OpenVINO is not installed."""
     try:
-        import openvino as ov
+        import openvino  # noqa: F401
     except ImportError:
         return ()
     try:
-        return tuple(str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        return tuple(str(c) for c in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     except Exception:  # an OpenVINO without a CPU plugin
         return ()
 

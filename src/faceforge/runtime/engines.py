@@ -144,9 +144,8 @@ class OpenVinoSession(Session):
     engine = "openvino"
 
     def __init__(self, model: bytes | str, precision: str = "fp32", threads: int = 0):
-        import openvino as ov
 
-        core = ov.Core()
+        core = cpu.openvino_core()
         self.threads = max(int(threads or 0), 0)
         self.model_source = model
         net = core.read_model(model)  # a path or the ONNX bytes
