@@ -86,10 +86,18 @@ class EmbedResponse(BaseModel):
     faces: list[EmbeddedFace]
 
 
-class VerifyResponse(BaseModel):
+class ThresholdInfo(BaseModel):
+    threshold: float | None = Field(description="the same-person threshold in use (null: none; answers "
+                                    "are then rankings only)")
+    far: float | None = Field(None, description="the false-accept rate it was calibrated at")
+    threshold_source: str | None = Field(None, description="where it came from: the model card, a "
+                                         "checkpoint's calibration, or the server's --threshold")
+
+
+class VerifyResponse(ThresholdInfo):
     similarity: float = Field(description="cosine similarity of the two faces")
-    threshold: float = Field(description="the model's calibrated threshold")
-    same: bool = Field(description="similarity >= threshold")
+    same: bool | None = Field(description="similarity >= threshold (null without a threshold)")
+    hint: str | None = Field(None, description="without a threshold: how to calibrate one")
     a: Face
     b: Face
 
@@ -103,10 +111,14 @@ class Match(BaseModel):
 
 
 class IdentifiedFace(Face):
-    matches: list[Match] = Field(description="best first")
+    answer: str = Field(description="the best identity when its score reaches the threshold, else "
+                        "'unknown' (open set)")
+    known: bool | None = Field(description="false: 'unknown' (best score below the threshold); null: "
+                               "no threshold, the answer is the best-ranked identity")
+    matches: list[Match] = Field(description="the top-k, best first, listed even when 'unknown'")
 
 
-class IdentifyResponse(BaseModel):
+class IdentifyResponse(ThresholdInfo):
     faces: list[IdentifiedFace]
 
 
