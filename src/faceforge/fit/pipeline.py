@@ -152,7 +152,9 @@ def plan_text(run: Run) -> str:
         lines.append(f"  {name:<9} {state:<6} -> {OUTPUTS[name]}")
     lines.append("recipe:")
     lines += [f"  - {why}" for why in run.recipe["why"]]
-    lines.append(f"threshold: calibrated at FAR {run.opts.far:g} on the val pairs, checked on the test pairs")
+    lines.append(f"threshold: calibrated at FAR {run.opts.far:g} on the val pairs, checked on the test pairs "
+                 "(raised to the smallest FAR the val pairs measure, 10 / impostor pairs, if they cannot "
+                 "measure it: said in the report)")
     return "\n".join(lines)
 
 
