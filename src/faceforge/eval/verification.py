@@ -37,7 +37,7 @@ import numpy as np
 
 from faceforge.embed.base import l2_normalize
 from faceforge.errors import UserError
-from faceforge.eval.thresholds import smallest_far, tar_cell, tar_table
+from faceforge.eval.thresholds import measurable, smallest_far, tar_cell, tar_table
 
 PROTOCOLS = ("insightface", "facex")
 FAR_TARGETS = (1e-4, 1e-3, 1e-2)
@@ -412,6 +412,10 @@ def summary_line(result: dict[str, Any]) -> str:
     )
     if "val" in result:
         text += f", VAL@FAR=1e-3 {result['val']:.4f} ± {result['val_std']:.4f}"
+        train = result["different"] * (result["folds"] - 1) // max(result["folds"], 1)
+        if not measurable(1e-3, train):  # kept for parity with insightface's number, but marked
+            text += f" (insightface's protocol; n/m by faceforge's rule: {train} training impostor pairs " \
+                    f"measure FAR >= {smallest_far(train):.2g})"
     return text
 
 
