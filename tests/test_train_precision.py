@@ -26,6 +26,21 @@ def test_explicit_precision_is_obeyed_and_checked():
         P.choose_precision("int4", None, CPU, net, (112, 112), 8)
 
 
+def test_channels_last_never_where_torch_crashes(monkeypatch, tmp_path):
+    """torch's CPU channels_last backward corrupts the heap on a strided 1x1 convolution under 16 input
+    channels (iresnet_tiny's downsample): auto measures only contiguous variants there (the slow
+    fit test died with "free(): invalid next size" in the measurement), an explicit request is refused."""
+    net = build_backbone("iresnet_tiny", embedding_size=16)
+    assert "downsample" in P.channels_last_hazard(net)
+    assert P.channels_last_hazard(build_backbone("mobilefacenet_tiny", embedding_size=16)) is None
+    with pytest.raises(UserError, match="train.channels_last"):
+        P.choose_precision("auto", True, CPU, net, (112, 112), 8)
+    monkeypatch.setattr(cpu, "native_bf16", lambda: True)
+    monkeypatch.setattr(choice, "cache_dir", lambda: tmp_path)
+    precision, channels_last, _ = P.choose_precision("auto", None, CPU, net, (112, 112), 8, "iresnet_tiny")
+    assert channels_last is False  # reached at all: the process survived the measurement
+
+
 def test_auto_is_fp32_without_native_bf16(monkeypatch):
     monkeypatch.setattr(cpu, "native_bf16", lambda: False)  # an AVX2-only machine
     net = build_backbone("mobilefacenet_tiny", embedding_size=16)

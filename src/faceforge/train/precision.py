@@ -55,6 +55,20 @@ def measure(backbone: torch.nn.Module, input_size: tuple[int, int], batch: int,
     return {"seconds": {k: round(v, 5) for k, v in times.items()}}
 
 
+def channels_last_hazard(backbone: torch.nn.Module) -> str | None:
+    """The first convolution that torch's CPU channels_last backward crashes on, or None.
+
+    torch 2.13's CPU kernels corrupt the heap ("free(): invalid next size", SIGSEGV) in the backward
+    pass of a strided 1x1 convolution with fewer than 16 input channels in channels_last (a 1x1
+    stride-2 8->8 convolution reproduces it on its own; iresnet_tiny's downsample is one). Measured on
+    an AVX-512 CPU: 3x3/2x2/5x5 kernels, 16 and more channels and forward passes are unaffected."""
+    for name, m in backbone.named_modules():
+        if isinstance(m, torch.nn.Conv2d) and m.in_channels < 16 and tuple(m.kernel_size) == (1, 1) \
+                and max(m.stride) > 1:
+            return f"{name} ({m.in_channels} input channels, stride {m.stride[0]})"
+    return None
+
+
 def choose_precision(requested: str, channels_last: bool | None, device: torch.device,
                      backbone: torch.nn.Module, input_size: tuple[int, int], batch: int,
                      name: str = "") -> tuple[str, bool, str]:
@@ -63,6 +77,10 @@ def choose_precision(requested: str, channels_last: bool | None, device: torch.d
         raise UserError(f"train.precision: '{requested}' is not one of auto, fp32, bf16, fp16")
     cuda = device.type == "cuda"
     default_cl = cuda if channels_last is None else bool(channels_last)
+    hazard = None if cuda else channels_last_hazard(backbone)
+    if hazard and channels_last:
+        raise UserError(f"train.channels_last: torch's CPU kernels crash in the backward pass of {hazard} "
+                        "in channels_last (strided 1x1 convolutions under 16 input channels): set it false")
     if requested != "auto":
         return requested, default_cl, "train.precision"
     if cuda:
@@ -71,7 +89,8 @@ def choose_precision(requested: str, channels_last: bool | None, device: torch.d
         return "fp32", default_cl, f"no bf16 autocast measured on {device.type}"
     faster, cl, why = False, default_cl, f"no native bf16 on this CPU ({cpu.cpu_model()})"
     if cpu.native_bf16():
-        faster, cl, why = _measured(backbone, input_size, batch, channels_last, name)
+        # where channels_last would crash torch, only contiguous variants are measured
+        faster, cl, why = _measured(backbone, input_size, batch, False if hazard else channels_last, name)
     # every process of a distributed run gets here, whatever its CPU, so the agreement never waits
     bf16, cl = _agree(faster, cl if faster else default_cl)
     return ("bf16", cl, why) if bf16 else ("fp32", default_cl, why)
